@@ -63,11 +63,11 @@ def test_scripted_backend_checks_n_and_context() -> None:
 
 
 def test_unknown_names_list_valid_ones() -> None:
-    with pytest.raises(UnknownNameError, match="Valid backends: .*embedded"):
+    with pytest.raises(UnknownNameError, match=r"Valid backends: .*embedded"):
         load_backend("embeded")
     with pytest.raises(UnknownNameError, match="Did you mean 'embedded'"):
         load_backend("embeded")
-    with pytest.raises(UnknownNameError, match="qwen2.5-coder-0.5b"):
+    with pytest.raises(UnknownNameError, match=r"qwen2\.5-coder-0\.5b"):
         find_spec("gpt-9")
 
 

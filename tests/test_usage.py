@@ -27,7 +27,9 @@ def test_unknown_parameter_count_gives_zero_flops() -> None:
 
 
 def test_round_trip_through_dict() -> None:
-    usage = Usage(prompt_tokens=3, cached_prompt_tokens=1, completion_tokens=2, calls=1, seconds=1.5)
+    usage = Usage(
+        prompt_tokens=3, cached_prompt_tokens=1, completion_tokens=2, calls=1, seconds=1.5
+    )
     data = usage.to_dict()
     assert data["decoded_tokens"] == 4
     assert Usage.from_dict(data) == usage

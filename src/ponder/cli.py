@@ -160,7 +160,10 @@ def models() -> None:
     """List the embedded models, where they are and whether they are installed."""
     from rich.table import Table
 
-    table = Table("name", "aliases", "size", "installed", "description")
+    table = Table(show_lines=False)
+    table.add_column("name", no_wrap=True)
+    for column in ("aliases", "size", "installed", "description"):
+        table.add_column(column)
     for spec in CATALOG.values():
         table.add_row(
             spec.name,
