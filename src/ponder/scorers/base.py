@@ -60,6 +60,8 @@ class Scorer(ABC):
     """Can judge the last step of a partial answer."""
     needs_logprobs: ClassVar[bool] = False
     """Reads the completion's logprobs: the strategy must ask the backend for them."""
+    top_logprobs: ClassVar[int] = 0
+    """Alternatives per token it reads (the strategy asks the backend for that many)."""
     needs_backend: ClassVar[bool] = False
     uses_gold: ClassVar[bool] = False
     """Knows the right answer: for evaluation only, strategies refuse it."""
@@ -70,6 +72,11 @@ class Scorer(ABC):
             raise UnsupportedError(
                 f"scorer {self.name!r} needs token logprobs, which backend "
                 f"{backend.model_id!r} does not return; pick another scorer"
+            )
+        if self.top_logprobs > backend.capabilities.top_logprobs:
+            raise UnsupportedError(
+                f"scorer {self.name!r} needs {self.top_logprobs} top logprobs per token; backend "
+                f"{backend.model_id!r} gives {backend.capabilities.top_logprobs}"
             )
 
     @abstractmethod

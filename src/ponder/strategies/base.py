@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,12 +24,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ponder.backends.base import Backend, SamplingParams, TokenCallback, run_sync
-from ponder.errors import BudgetError, ConfigError
+from ponder.backends.base import Backend, Completion, SamplingParams, TokenCallback, run_sync
+from ponder.errors import BudgetError, ConfigError, UnsupportedError
 from ponder.registry import Registry
-from ponder.result import Candidate, Result, Vote
-from ponder.scorers.base import Scorer
+from ponder.result import Candidate, Result, Trace, Vote
+from ponder.scorers.base import Attempt, Scorer
 from ponder.tasks.base import Task, get_task
+from ponder.usage import Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +132,153 @@ class Strategy(ABC):
 class SampleStrategy(Strategy):
     """Draw complete answers, then `select` one. `select` must be pure given `rng`."""
 
+    batch_size: int = 16
+    """Samples per backend call when the budget is in tokens only."""
+
     @abstractmethod
     def select(self, candidates: Sequence[Candidate], rng: np.random.Generator) -> Selection:
         """Pick the answer among candidates whose `answer`, `cluster` and `scores` are set."""
+
+    def sampling_params(self) -> SamplingParams:
+        """What to ask the backend for: logprobs when the scorer reads them."""
+        params = self.sampling
+        if self.scorer is not None and self.scorer.needs_logprobs:
+            params = dataclasses.replace(
+                params,
+                logprobs=True,
+                top_logprobs=max(params.top_logprobs, self.scorer.top_logprobs),
+            )
+        return params
+
+    async def arun(
+        self, question: str, backend: Backend, *, on_tokens: TokenCallback | None = None
+    ) -> Result:
+        started = time.perf_counter()
+        if self.scorer is not None:
+            self.scorer.check(backend)
+        params = self.sampling_params()
+        if params.logprobs and not backend.capabilities.logprobs:
+            raise UnsupportedError(
+                f"strategy {self.name!r} reads token logprobs, which backend "
+                f"{backend.model_id!r} does not return"
+            )
+        rng = self.rng(question)
+        seed = params.seed if params.seed is not None else int(rng.integers(2**31))
+        completions, usage, notes = await self.draw(question, backend, params, seed, on_tokens)
+        candidates = self.judge(question, completions)
+        if self.scorer is not None:
+            candidates, scored = await score_candidates(
+                self.scorer, question, completions, candidates
+            )
+            usage += scored
+        selection = self.select(candidates, rng)
+        trace = Trace(
+            strategy=self.name,
+            decision=selection.decision,
+            params=self.params(),
+            votes=selection.votes,
+            notes=tuple(notes),
+        )
+        return Result(
+            question=question,
+            answer=selection.answer,
+            chosen=selection.chosen,
+            candidates=tuple(candidates),
+            usage=usage,
+            trace=trace,
+            seconds=time.perf_counter() - started,
+        )
+
+    async def draw(
+        self,
+        question: str,
+        backend: Backend,
+        params: SamplingParams,
+        seed: int,
+        on_tokens: TokenCallback | None,
+    ) -> tuple[list[Completion], Usage, list[str]]:
+        """Sample in as few backend calls as the budget and the backend allow."""
+        wanted = self.budget.samples
+        limit = backend.capabilities.max_n
+        prompt = self.task.prompt(question)
+        completions: list[Completion] = []
+        usage = Usage()
+        notes: list[str] = []
+        while wanted is None or len(completions) < wanted:
+            if self.budget.tokens is not None and usage.decoded_tokens >= self.budget.tokens:
+                notes.append(
+                    f"token budget of {self.budget.tokens} reached after {len(completions)} samples"
+                )
+                break
+            left = (wanted - len(completions)) if wanted is not None else self.batch_size
+            n = min(left, limit, self.batch_size if wanted is None else left)
+            batch = dataclasses.replace(params, seed=seed + len(completions))
+            generation = await backend.agenerate(prompt, batch, n=n, on_tokens=on_tokens)
+            completions.extend(generation.completions)
+            usage += generation.usage
+        if not completions:
+            raise BudgetError(
+                f"the token budget ({self.budget.tokens}) is too small for one sample; raise it"
+            )
+        return completions, usage, notes
+
+    def judge(self, question: str, completions: Sequence[Completion]) -> list[Candidate]:
+        """Extract each answer and label equivalent answers with the same cluster."""
+        del question
+        candidates = [Candidate.from_completion(c, self.task.extract(c.text)) for c in completions]
+        labels = self.task.cluster([c.answer for c in candidates])
+        return [dataclasses.replace(c, cluster=k) for c, k in zip(candidates, labels, strict=True)]
+
+
+async def score_candidates(
+    scorer: Scorer,
+    question: str,
+    completions: Sequence[Completion],
+    candidates: Sequence[Candidate],
+) -> tuple[list[Candidate], Usage]:
+    """Score each distinct text once and map the scores back to every candidate."""
+    first_of: dict[str, int] = {}
+    for i, completion in enumerate(completions):
+        first_of.setdefault(completion.text, i)
+    unique = list(first_of.values())
+    batch = await scorer.ascore([Attempt.whole(question, completions[i]) for i in unique])
+    by_text = {completions[i].text: s for i, s in zip(unique, batch.scores, strict=True)}
+    scored = [
+        dataclasses.replace(c, scores={**c.scores, scorer.name: by_text[comp.text]})
+        for c, comp in zip(candidates, completions, strict=True)
+    ]
+    return scored, batch.usage
+
+
+def vote_table(
+    candidates: Sequence[Candidate], weights: Sequence[float] | None = None
+) -> tuple[Vote, ...]:
+    """One row per equivalence class, heaviest first; ties keep first-appearance order.
+
+    Abstaining candidates (no answer) never vote. A NaN weight counts as 0.
+    """
+    rows: dict[int, list[int]] = {}
+    for i, candidate in enumerate(candidates):
+        if candidate.cluster is not None and candidate.answer is not None:
+            rows.setdefault(candidate.cluster, []).append(i)
+    votes = []
+    for members in rows.values():
+        weight = (
+            float(len(members))
+            if weights is None
+            else math.fsum(0.0 if math.isnan(weights[i]) else weights[i] for i in members)
+        )
+        votes.append(
+            Vote(candidates[members[0]].answer or "", len(members), weight, tuple(members))
+        )
+    return tuple(sorted(votes, key=lambda v: (-v.weight, v.members[0])))
+
+
+def score_of(candidate: Candidate, scorer: Scorer | None) -> float:
+    """The candidate's score by `scorer` (NaN when missing)."""
+    if scorer is None:
+        return math.nan
+    return candidate.scores.get(scorer.name, math.nan)
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy", "ponder.strategies")
