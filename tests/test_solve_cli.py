@@ -68,7 +68,7 @@ def test_strategies_lists_every_name() -> None:
                 "2",
             ],
             "",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
