@@ -8,8 +8,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from tests.support.fake_openai import FakeOpenAI
-from tests.support.llama_server import free_port, llama_server
 
 from ponder.backends import SamplingParams, load_backend
 from ponder.backends.openai import OpenAIBackend
@@ -21,6 +19,8 @@ from ponder.errors import (
     UnsupportedError,
     UpstreamError,
 )
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.llama_server import free_port, llama_server
 
 CHAT = [{"role": "user", "content": "Say hello."}]
 

@@ -26,7 +26,7 @@ def llama_server(timeout: float = 120.0) -> Iterator[str]:
     path, _ = resolve("small")
     port = free_port()
     # a file, not a pipe: the server logs a lot, and a full pipe would block it
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--n_ctx", "2048",
          "--host", "127.0.0.1", "--port", str(port), "--model_alias", "small"],
