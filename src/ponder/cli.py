@@ -340,6 +340,16 @@ def strategies() -> None:
         )
 
 
+def _register_subsystems() -> None:
+    # their modules import only what `--help` needs at import time; the work is lazy
+    from ponder.eval.command import eval_command
+
+    app.command("eval")(eval_command)
+
+
+_register_subsystems()
+
+
 def main(argv: list[str] | None = None) -> None:
     run: Callable[..., Any] = app
     try:

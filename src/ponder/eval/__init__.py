@@ -1,0 +1,1 @@
+"""Evaluation: a resumable sample bank, strategy x budget replay, statistics and reports."""
