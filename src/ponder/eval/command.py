@@ -220,9 +220,10 @@ def _print(console: Any, rows: list[dict[str, Any]], verifiers: list[dict[str, A
            meta: dict[str, Any], paths: dict[str, Path]) -> None:  # fmt: skip
     from rich.table import Table
 
-    grid = Table("k", "accuracy [95% CI]", "tokens/question", "completion", "seconds")
-    grid.columns.insert(0, Table("strategy").columns[0])
-    grid.columns[0].no_wrap = True
+    grid = Table()
+    grid.add_column("strategy", no_wrap=True)
+    for column in ("k", "accuracy [95% CI]", "tokens/question", "completion", "seconds"):
+        grid.add_column(column)
     for r in rows:
         acc = (
             ""
