@@ -343,8 +343,10 @@ def strategies() -> None:
 def _register_subsystems() -> None:
     # their modules import only what `--help` needs at import time; the work is lazy
     from ponder.eval.command import eval_command
+    from ponder.server.command import serve_command
 
     app.command("eval")(eval_command)
+    app.command("serve")(serve_command)
 
 
 _register_subsystems()

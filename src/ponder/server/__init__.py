@@ -1,0 +1,1 @@
+"""An OpenAI-compatible HTTP server that applies a strategy to any backend."""
