@@ -240,7 +240,13 @@ def solve(
 ) -> None:
     """Answer QUESTION by spending a budget with a strategy; print the answer and its cost."""
     from ponder import make_strategy
+    from ponder.scorers import SCORERS
+    from ponder.strategies import STRATEGIES
 
+    # names first: a typo should not wait for a model to load
+    STRATEGIES.canonical(strategy)
+    if process_scorer or scorer:
+        SCORERS.canonical(process_scorer or scorer or "")
     options = _parse_options(option)
     flags = {"beam_width": beam_width, "step_delimiter": step_delimiter}
     options.update({k: v for k, v in flags.items() if v is not None})
