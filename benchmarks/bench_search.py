@@ -51,8 +51,11 @@ def main() -> None:
             tree = sum(node.tokens for node in result.trace.nodes)
             distinct += prompt + tree
             generated += tree
-            print(f"{name}: {len(result.trace.nodes)} nodes, answer {result.answer}, "
-                  f"decoded {backend.stats().decoded_tokens - before}, tree {tree} + prompt {prompt}")  # fmt: skip
+            spent = backend.stats().decoded_tokens - before
+            print(
+                f"{name}: {len(result.trace.nodes)} nodes, answer {result.answer}, "
+                f"decoded {spent}, tree {tree} + prompt {prompt}"
+            )
         totals[name] = decoded / distinct
         print(f"{name}: decoded {decoded} vs distinct {distinct} (generated {generated})")
     backend.close()
