@@ -22,6 +22,7 @@ from ponder.errors import ConfigError, ContextOverflowError, ModelError, Unknown
         ({"min_p": 1.0}, "min_p"),
         ({"top_logprobs": 21}, "top_logprobs"),
         ({"stop": ("",)}, "stop"),
+        ({"seed": -1}, "seed"),
     ],
 )
 def test_bad_sampling_params(options: dict, message: str) -> None:

@@ -40,7 +40,8 @@ def test_report_on_a_small_bank(tmp_path: Path) -> None:
     ("extra", "message"),
     [
         (["--dataset", "nope"], "no dataset 'nope'"),
-        (["--dataset", "gsm8k", "--strategy", "beam-search"], "unknown strategy"),
+        (["--dataset", "gsm8k", "--strategy", "beam-search"], "not sample-based"),
+        (["--dataset", "gsm8k", "--strategy", "nope"], "unknown strategy"),
         (["--dataset", "gsm8k", "--scorer", "nope"], "unknown scorer"),
     ],
 )

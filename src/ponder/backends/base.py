@@ -117,6 +117,8 @@ class SamplingParams:
             raise ConfigError(f"temperature must be >= 0, got {self.temperature!r}")
         if not 0.0 < self.top_p <= 1.0:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.top_k < 0:
             raise ConfigError(f"top_k must be >= 0 (0 turns it off), got {self.top_k!r}")
         if not 0.0 <= self.min_p < 1.0:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -52,6 +53,8 @@ from ponder.errors import (
 from ponder.usage import Usage
 
 MAX_BACKOFF = 10.0
+_N_REJECTED = re.compile(r"\bn\b|\bbest_of\b|multiple (choices|completions)", re.IGNORECASE)
+"""How servers that cannot sample n > 1 in one request say so."""
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
@@ -202,7 +205,7 @@ class OpenAIBackend(Backend):
             try:
                 group = await self._request(prompt, prefix, params, n)
             except UpstreamError as exc:
-                if exc.status != 400 or "n" not in str(exc).lower():
+                if exc.status != 400 or not _N_REJECTED.search(str(exc)):
                     raise
                 self._supports_n = False
             else:

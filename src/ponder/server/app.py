@@ -1,413 +1,611 @@
 """The FastAPI app: OpenAI's chat and text completion endpoints in front of a strategy.
 
-Everything a request needs is built from the request (no module state): the app holds its
-settings, its backend and its metrics in `app.state`. Every error is an OpenAI-style error
-object with a 4xx status for the client's mistakes, 429 when full, 502/504 for the upstream.
+Everything a request needs is built from the request; the app holds only its settings, its
+backend, its admission gate and its metrics (no module state). Every error is an OpenAI-style
+error object: 4xx for the client's mistakes, 429 when full, 502/504 for the model backend.
+
+The work of a request runs in its own task, watched together with the client's connection:
+a client that goes away, or a request that outlives `request_timeout`, cancels the task, and
+the backends stop generating for it (the embedded engine drops its sequences at the next
+step; an HTTP upstream sees its connection closed).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import logging
+import math
+import re
 import secrets
 import time
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ponder.backends.base import Backend, Message, SamplingParams
-from ponder.errors import BackendTimeoutError, ConfigError, PonderError
+from ponder.backends.base import Backend, SamplingParams, normalize_prompt
+from ponder.errors import (
+    BackendError,
+    BackendTimeoutError,
+    ConfigError,
+    PonderError,
+    ScorerError,
+    UnsupportedError,
+    UpstreamError,
+)
+from ponder.result import Result
+from ponder.scorers import SCORERS
 from ponder.server.metrics import Metrics
-from ponder.server.routing import Plan, plan_for
-from ponder.strategies import STRATEGIES
-from ponder.usage import Usage
+from ponder.server.routing import Plan, build, describe_strategies, plan_for
+from ponder.server.schemas import (
+    DONE,
+    KEEP_ALIVE,
+    ApiRequest,
+    ChatRequest,
+    Choice,
+    Chunks,
+    CompletionRequest,
+    Outcome,
+    completion_body,
+    data_event,
+    error_body,
+    models_body,
+    parse_request,
+)
 
 log = logging.getLogger("ponder.server")
+
+STOP_GRACE_SECONDS = 5.0
+"""How long a cancelled request's work may take to unwind before its slot is freed anyway."""
+
+Job = Callable[[], Awaitable[Outcome]]
+Emit = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    """Clients must send `Authorization: Bearer <api_key>` to /v1/*; None: no key."""
     max_concurrency: int = 4
+    """Requests worked on at once."""
     max_queue: int = 32
+    """Requests admitted to wait for a slot; more get 429."""
     max_n: int = 64
+    """Most samples (or choices) per request."""
     max_tokens: int = 4096
+    """Most tokens per sample (`max_tokens` of a request)."""
+    max_budget_tokens: int | None = None
+    """Most tokens one strategy request may spend; None: max_n * max_tokens."""
     request_timeout: float = 600.0
     max_body_bytes: int = 1_000_000
     keepalive_seconds: float = 5.0
+    """Seconds between SSE comments while a streamed request is being worked on."""
     served_model: str = "ponder"
+    """The plain model name `/v1/models` lists."""
+    scorer_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+    """Options of scorers that requests cannot set, by canonical scorer name."""
+
+    def __post_init__(self) -> None:
+        positive = ("max_concurrency", "max_n", "max_tokens", "max_body_bytes")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_queue < 0:
+            raise ConfigError(f"max_queue must be >= 0, got {self.max_queue}")
+        if self.max_budget_tokens is not None and self.max_budget_tokens < self.max_tokens:
+            raise ConfigError("max_budget_tokens must be at least max_tokens")
+        if self.request_timeout <= 0 or self.keepalive_seconds <= 0:
+            raise ConfigError("request_timeout and keepalive_seconds must be > 0")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ConfigError("the API key is empty; give a key or none")
+        for name in self.scorer_options:
+            if SCORERS.canonical(name) != name:
+                raise ConfigError(
+                    f"scorer_options: write {SCORERS.canonical(name)!r}, not {name!r}"
+                )
+
+    @property
+    def budget_tokens(self) -> int:
+        return self.max_budget_tokens or self.max_n * self.max_tokens
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str
+class ApiError(Exception):
+    """An error answered as OpenAI's error object."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        code: str = "invalid_request",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code = status, message, kind, code
+        self.headers = dict(headers or {})
+
+    @classmethod
+    def from_ponder(cls, exc: PonderError) -> ApiError:
+        code = _snake(type(exc).__name__)
+        if isinstance(exc, UpstreamError) and exc.status in (400, 413, 422):
+            # the upstream refused what the client asked for (too long a prompt, a bad value)
+            return cls(400, f"the model server refused the request: {exc}", code=code)
+        status = exc.http_status
+        if status < 500:
+            return cls(status, str(exc), code=code)
+        if isinstance(exc, BackendTimeoutError):
+            return cls(504, str(exc), "timeout_error", code)
+        if isinstance(exc, (BackendError, ScorerError)):
+            return cls(status, str(exc), "upstream_error", code)
+        return cls(status, str(exc), "server_error", code)
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.kind, self.code)
 
 
-class _StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class _Common(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    model: str
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=0.8, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: int = Field(default=1, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
-    stream_options: _StreamOptions | None = None
-    logprobs: Any = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    ponder: dict[str, Any] | None = None
-
-
-class ChatRequest(_Common):
-    messages: list[_Message] = Field(min_length=1)
-    logprobs: bool | None = None
-
-
-class CompletionRequest(_Common):
-    prompt: str = Field(min_length=1)
-    logprobs: int | None = Field(default=None, ge=0, le=20)
-
-
-def error_body(message: str, kind: str, status: int, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": param, "code": status}}
-
-
-def error(
-    status: int, message: str, kind: str = "invalid_request_error", **headers: str
-) -> JSONResponse:
-    return JSONResponse(
-        error_body(message, kind, status), status_code=status, headers=headers or None
-    )
-
-
-class _Busy(Exception):
+class _ClientGone(Exception):
     pass
 
 
-class _Gate:
-    """At most `limit` requests run; at most `queue` wait; the rest get 429 at once."""
+class Gate:
+    """At most `limit` requests run and `queue` wait; the rest are refused at once (429).
+
+    `admit` reserves a place synchronously, so the check and the reservation cannot be
+    split by another request; the returned ticket is released by its owner in every case.
+    """
 
     def __init__(self, limit: int, queue: int) -> None:
-        self._slots = asyncio.Semaphore(limit)
-        self._queue = queue
+        self.limit, self.queue = limit, queue
         self.waiting = 0
         self.running = 0
+        self.slots = asyncio.Semaphore(limit)
 
-    async def __aenter__(self) -> None:
-        if self._slots.locked() and self.waiting >= self._queue:
-            raise _Busy
+    def admit(self) -> Ticket:
+        if self.waiting + self.running >= self.limit + self.queue:
+            raise ApiError(
+                429, "the server is full; retry shortly", "rate_limit_error",
+                "rate_limit_exceeded", {"Retry-After": "1"},
+            )  # fmt: skip
         self.waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
-        self.running += 1
+        return Ticket(self)
 
-    async def __aexit__(self, *exc: object) -> None:
-        self.running -= 1
-        self._slots.release()
+
+class Ticket:
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+        self._state = "waiting"
+
+    async def run(self, job: Job) -> Outcome:
+        await self._gate.slots.acquire()
+        self._gate.waiting -= 1
+        self._gate.running += 1
+        self._state = "running"
+        return await job()
+
+    def release(self) -> None:
+        if self._state == "waiting":
+            self._gate.waiting -= 1
+        elif self._state == "running":
+            self._gate.running -= 1
+            self._gate.slots.release()
+        self._state = "done"
 
 
 def create_app(backend: Backend, settings: ServerSettings | None = None) -> FastAPI:
+    """The server for `backend`; the caller owns the backend (and closes it)."""
     settings = settings or ServerSettings()
+    gate = Gate(settings.max_concurrency, settings.max_queue)
+    metrics = Metrics(lambda: gate.waiting, lambda: gate.running)
+    service = _Service(backend, settings, gate, metrics)
     app = FastAPI(title="ponder", docs_url=None, redoc_url=None, openapi_url=None)
-    metrics = Metrics()
-    app.state.backend, app.state.settings, app.state.metrics = backend, settings, metrics
-    gate_holder: dict[str, _Gate] = {}
+    app.state.settings, app.state.metrics, app.state.gate = settings, metrics, gate
+    app.add_middleware(_Guard, settings=settings, metrics=metrics, fail=service.fail)
 
-    def gate() -> _Gate:
-        # created on first use so it belongs to the server's event loop
-        if "gate" not in gate_holder:
-            gate_holder["gate"] = _Gate(settings.max_concurrency, settings.max_queue)
-        return gate_holder["gate"]
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return service.fail(exc)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        path = request.url.path
-        try:
-            response = await _guarded(request, call_next)
-        except Exception:  # a bug must still answer JSON, and the server must go on
-            log.exception("unhandled error on %s", path)
-            response = error(500, "internal error; see the server log", "server_error")
-        metrics.observe(path, response.status_code, time.perf_counter() - started)
-        return response
-
-    async def _guarded(request: Request, call_next: Any) -> Response:
-        if request.method == "POST":
-            if settings.api_key is not None:
-                given = request.headers.get("authorization", "")
-                expected = f"Bearer {settings.api_key}"
-                if not secrets.compare_digest(given.encode(), expected.encode()):
-                    return error(401, "missing or wrong API key (Authorization: Bearer ...)",
-                                 "authentication_error")  # fmt: skip
-            length = request.headers.get("content-length")
-            if length is not None and (
-                not length.isdigit() or int(length) > settings.max_body_bytes
-            ):
-                return error(413, f"request body over {settings.max_body_bytes} bytes")
-            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if kind != "application/json":
-                return error(415, "send the body as JSON (Content-Type: application/json)")
-            body = b""
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > settings.max_body_bytes:
-                    return error(413, f"request body over {settings.max_body_bytes} bytes")
-            request.state.body = body
-        return await call_next(request)
-
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": backend.model_id, "running": gate().running,
-                "waiting": gate().waiting}  # fmt: skip
-
-    @app.get("/metrics")
-    async def metrics_endpoint() -> PlainTextResponse:
-        metrics.queue_depth.set(gate().waiting)
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
-
-    @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        names = [settings.served_model]
-        names += [f"{name}@8/{settings.served_model}" for name in STRATEGIES.names()]
-        return {
-            "object": "list",
-            "data": [
-                {"id": n, "object": "model", "created": 0, "owned_by": "ponder"} for n in names
-            ],
-        }
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        return service.fail(ApiError(exc.status_code, message, kind, _snake(str(exc.detail))))
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
-        return await _serve(request, ChatRequest, chat=True)
+        return await service.complete(request, ChatRequest)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        return await _serve(request, CompletionRequest, chat=False)
+        return await service.complete(request, CompletionRequest)
 
-    @app.exception_handler(404)
-    async def not_found(request: Request, exc: Exception) -> JSONResponse:
-        return error(404, f"no route {request.method} {request.url.path}")
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return models_body(settings.served_model, describe_strategies(), SCORERS.names())
 
-    @app.exception_handler(405)
-    async def not_allowed(request: Request, exc: Exception) -> JSONResponse:
-        return error(405, f"{request.method} is not allowed on {request.url.path}")
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": settings.served_model, "running": gate.running,
+                "waiting": gate.waiting}  # fmt: skip
 
-    async def _serve(request: Request, schema: type[_Common], *, chat: bool) -> Response:
-        try:
-            data = json.loads(request.state.body or b"null")
-        except ValueError:
-            return error(400, "the body is not valid JSON")
-        if not isinstance(data, dict):
-            return error(400, "the body must be a JSON object")
-        try:
-            body = schema.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            return error(400, f"{where}: {first.get('msg')}")
-        try:
-            plan = plan_for(body.model, body.ponder, settings.max_n)
-            if body.n > settings.max_n:
-                return error(400, f"n={body.n} is above this server's limit of {settings.max_n}")
-            params = _sampling(body, settings)
-            prompt = _prompt(body)
-        except PonderError as exc:
-            return error(exc.http_status, str(exc))
-        metrics.requests_in.inc()
-        try:
-            if body.stream:
-                await gate().__aenter__()  # released when the stream ends
-                return StreamingResponse(
-                    _stream(request, body, plan, prompt, params, chat),
-                    media_type="text/event-stream",
-                )
-            async with gate():
-                outcome = await asyncio.wait_for(
-                    _run(plan, prompt, params, body.n), settings.request_timeout
-                )
-        except _Busy:
-            metrics.errors.labels("busy").inc()
-            return error(
-                429, "the server is full; retry shortly", "rate_limit_error", **{"Retry-After": "1"}
-            )
-        except (TimeoutError, BackendTimeoutError):
-            metrics.errors.labels("timeout").inc()
-            return error(
-                504, f"the request took longer than {settings.request_timeout:g} s", "timeout"
-            )
-        except PonderError as exc:
-            metrics.errors.labels(type(exc).__name__).inc()
-            kind = "upstream_error" if exc.http_status >= 500 else "invalid_request_error"
-            return error(exc.http_status, str(exc), kind)
-        metrics.count_tokens(outcome.usage)
-        return JSONResponse(_response(body, outcome, chat))
-
-    async def _run(plan: Plan, prompt: Any, params: SamplingParams, n: int) -> _Outcome:
-        if plan.strategy is None:
-            generation = await backend.agenerate(prompt, params, n=n)
-            texts = [(c.text, c.finish_reason, c.num_tokens) for c in generation.completions]
-            return _Outcome(texts, generation.usage, None, None)
-        from ponder import make_strategy
-
-        strategy = make_strategy(
-            plan.strategy, backend=backend, n=plan.n, token_budget=plan.token_budget,
-            scorer=plan.scorer, sampling=params, **plan.options,
-        )  # fmt: skip
-        question = prompt if isinstance(prompt, str) else prompt[-1].content
-        result = await strategy.arun(question, backend)
-        chosen = result.candidates[result.chosen] if result.chosen is not None else None
-        text = chosen.text if chosen else (result.candidates[0].text if result.candidates else "")
-        tokens = chosen.completion_tokens if chosen else 0
-        trace = _trace_summary(result) if plan.trace else None
-        return _Outcome([(text, "stop", tokens)], result.usage, trace, result.answer)
-
-    async def _stream(
-        request: Request, body: _Common, plan: Plan, prompt: Any, params: SamplingParams, chat: bool
-    ) -> AsyncIterator[str]:
-        ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        kind = "chat.completion.chunk" if chat else "text_completion"
-
-        def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> str:
-            choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
-            if chat:
-                choice["delta"] = delta
-                choice["logprobs"] = None
-            else:
-                choice["text"] = delta.get("content", "")
-            payload = {"id": ident, "object": kind, "created": created, "model": body.model,
-                       "choices": [choice] if usage is None else [], "usage": usage}  # fmt: skip
-            return f"data: {json.dumps(payload)}\n\n"
-
-        if chat:
-            yield chunk({"role": "assistant", "content": ""})
-        work = asyncio.ensure_future(_run(plan, prompt, params, 1))
-        deadline = time.monotonic() + settings.request_timeout
-        try:
-            while not work.done():
-                if await request.is_disconnected():
-                    work.cancel()
-                    metrics.errors.labels("client_gone").inc()
-                    return
-                if time.monotonic() > deadline:
-                    work.cancel()
-                    yield f"data: {json.dumps(error_body('request timed out', 'timeout', 504))}\n\n"
-                    return
-                await asyncio.wait({work}, timeout=settings.keepalive_seconds)
-                if not work.done():
-                    yield ": keep-alive\n\n"
-            try:
-                outcome = work.result()
-            except PonderError as exc:
-                failure = error_body(str(exc), "upstream_error", exc.http_status)
-                yield f"data: {json.dumps(failure)}\n\n"
-                return
-            metrics.count_tokens(outcome.usage)
-            text, finish, _ = outcome.texts[0]
-            for start in range(0, len(text), 24):
-                yield chunk({"content": text[start : start + 24]})
-            yield chunk({}, finish)
-            if body.stream_options and body.stream_options.include_usage:
-                yield chunk({}, None, _usage(outcome))
-            yield "data: [DONE]\n\n"
-        finally:
-            if not work.done():
-                work.cancel()
-            await gate().__aexit__()
+    @app.get("/metrics")
+    async def metrics_text() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
 
-@dataclass
-class _Outcome:
-    texts: list[tuple[str, str, int]]
-    usage: Usage
-    trace: dict[str, Any] | None
-    answer: str | None
+class _Service:
+    def __init__(
+        self, backend: Backend, settings: ServerSettings, gate: Gate, metrics: Metrics
+    ) -> None:
+        self.backend, self.settings, self.gate, self.metrics = backend, settings, gate, metrics
 
+    def fail(self, exc: ApiError) -> JSONResponse:
+        self.metrics.errors.labels(exc.code).inc()
+        if exc.status >= 500:
+            log.warning("answered %d: %s", exc.status, exc.message)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
-def _sampling(body: _Common, settings: ServerSettings) -> SamplingParams:
-    max_tokens = body.max_completion_tokens or body.max_tokens or 512
-    if max_tokens > settings.max_tokens:
-        raise ConfigError(
-            f"max_tokens={max_tokens} is above this server's limit of {settings.max_tokens}"
+    async def complete(self, request: Request, schema: type[ApiRequest]) -> Response:
+        chat = schema is ChatRequest
+        try:
+            body = parse_request(await request.body(), schema)
+            body.check_supported()
+            plan = plan_for(
+                body.model, body.ponder, self.settings.max_n, self.settings.budget_tokens
+            )
+            job = self.job(body, plan)
+        except PonderError as exc:
+            raise ApiError.from_ponder(exc) from None
+        ticket = self.gate.admit()
+        if body.stream:
+            chunks = Chunks.start(body.model, chat=chat, include_usage=body.include_usage)
+
+            async def produce(emit: Emit, receive: Receive) -> None:
+                await self.stream(emit, receive, chunks, body.choices, plan, job, ticket)
+
+            return _EventStream(produce, ticket.release)
+        try:
+            outcome = await self.run(request.receive, job, ticket)
+        finally:
+            ticket.release()
+        self.metrics.answered(plan.label, outcome.usage, outcome.reasoning_tokens)
+        return JSONResponse(completion_body(body.model, outcome, chat=chat))
+
+    def job(self, body: ApiRequest, plan: Plan) -> Job:
+        """The work of a request, checked and built before it is admitted."""
+        params = self.sampling(body, plan)
+        if plan.strategy is None:
+            prompt = normalize_prompt(body.to_prompt())
+            n, keep_logprobs = body.choices, body.top_logprobs_wanted is not None
+
+            async def pass_through() -> Outcome:
+                generation = await self.backend.agenerate(prompt, params, n=n)
+                choices = tuple(
+                    Choice(c.text, c.finish_reason, c.num_tokens,
+                           c.logprobs if keep_logprobs else None)
+                    for c in generation.completions
+                )  # fmt: skip
+                return Outcome(choices, generation.usage)
+
+            return pass_through
+        question = body.question()
+        if not question.strip():
+            raise ConfigError("the question (the last user message) is empty")
+        strategy = build(plan, self.backend, params, body.seed or 0, self.settings.scorer_options)
+
+        async def search() -> Outcome:
+            return _outcome(await strategy.arun(question, self.backend), plan.trace)
+
+        return search
+
+    def sampling(self, body: ApiRequest, plan: Plan) -> SamplingParams:
+        limits = self.settings
+        top = body.top_logprobs_wanted
+        if plan.strategy is not None and body.choices > 1:
+            raise ConfigError(
+                f"n={body.choices}: a strategy returns one answer; set its samples with "
+                f"{plan.strategy}@<n>/<model> or ponder.n"
+            )
+        if plan.strategy is not None and top is not None:
+            raise ConfigError("logprobs are returned for plain (pass-through) requests only")
+        if body.choices > limits.max_n:
+            raise ConfigError(f"n={body.choices} is above this server's limit of {limits.max_n}")
+        if top is not None and not self.backend.capabilities.logprobs:
+            raise UnsupportedError("this server's backend does not return logprobs")
+        wanted = body.token_limit
+        if wanted is not None and wanted > limits.max_tokens:
+            raise ConfigError(
+                f"max_tokens={wanted} is above this server's limit of {limits.max_tokens}"
+            )
+        given: dict[str, Any] = {
+            "temperature": body.temperature,
+            "top_p": body.top_p,
+            "seed": body.seed,
+            "stop": (body.stop,) if isinstance(body.stop, str) else body.stop,
+            "logprobs": top is not None or None,
+            "top_logprobs": top,
+        }
+        params = SamplingParams(**{k: v for k, v in given.items() if v is not None})
+        return dataclasses.replace(
+            params, max_tokens=wanted or min(params.max_tokens, limits.max_tokens)
         )
-    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    top = body.top_logprobs or (
-        body.logprobs
-        if isinstance(body.logprobs, int) and not isinstance(body.logprobs, bool)
-        else 0
-    )
-    return SamplingParams(
-        max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed,
-        stop=stop, logprobs=bool(body.logprobs), top_logprobs=int(top or 0),
+
+    async def run(self, receive: Receive, job: Job, ticket: Ticket) -> Outcome:
+        """The job's outcome, unless the client leaves first or time runs out."""
+        work = asyncio.create_task(ticket.run(job))
+        gone = asyncio.create_task(_disconnected(receive))
+        try:
+            done, _ = await asyncio.wait(
+                {work, gone},
+                timeout=self.settings.request_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if work in done:
+                return _result(work)
+            if gone in done:
+                raise ApiError(499, "the client closed the connection", code="client_gone")
+            raise _timeout(self.settings.request_timeout)
+        finally:
+            gone.cancel()
+            await _stop(work)
+
+    async def stream(
+        self,
+        emit: Emit,
+        receive: Receive,
+        chunks: Chunks,
+        choices: int,
+        plan: Plan,
+        job: Job,
+        ticket: Ticket,
+    ) -> None:
+        """Role chunk at once, keep-alive comments while working, then the answer."""
+        if chunks.chat:
+            for i in range(choices):
+                await emit(chunks.delta(i, {"role": "assistant", "content": ""}))
+        else:
+            await emit(KEEP_ALIVE)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.request_timeout
+        work = asyncio.create_task(ticket.run(job))
+        gone = asyncio.create_task(_disconnected(receive))
+        try:
+            while not work.done():
+                left = deadline - loop.time()
+                if left <= 0:
+                    return await self._stream_error(emit, _timeout(self.settings.request_timeout))
+                await asyncio.wait(
+                    {work, gone},
+                    timeout=min(self.settings.keepalive_seconds, left),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if gone.done() and not work.done():
+                    self.metrics.errors.labels("client_gone").inc()
+                    return
+                if not work.done():
+                    await emit(KEEP_ALIVE)
+            try:
+                outcome = _result(work)
+            except ApiError as exc:
+                return await self._stream_error(emit, exc)
+            self.metrics.answered(plan.label, outcome.usage, outcome.reasoning_tokens)
+            for event in chunks.answer(outcome):
+                await emit(event)
+            await emit(DONE)
+        except Exception:
+            log.exception("a streamed request failed")
+            await self._stream_error(
+                emit, ApiError(500, "internal error; see the server log", "server_error", "bug")
+            )
+        finally:
+            gone.cancel()
+            await _stop(work)
+
+    async def _stream_error(self, emit: Emit, exc: ApiError) -> None:
+        # the status line is sent already: the error goes as an event the client raises
+        self.metrics.errors.labels(exc.code).inc()
+        if exc.status >= 500:
+            log.warning("streamed error %d: %s", exc.status, exc.message)
+        await emit(data_event(exc.body()))
+
+
+class _EventStream(Response):
+    """Server-sent events written by `produce`; `release` runs however the stream ends."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, produce: Callable[[Emit, Receive], Awaitable[None]], release: Callable[[], None]
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._produce, self._release = produce, release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def emit(text: str) -> None:
+            await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await self._produce(emit, receive)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self._release()
+
+
+class _Guard:
+    """Before the app: API key, content type and body size; around it: metrics and a JSON
+    answer for anything that escapes (a bug must not take the server down or answer HTML)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: ServerSettings,
+        metrics: Metrics,
+        fail: Callable[[ApiError], Response],
+    ) -> None:
+        self.app, self.settings, self.metrics, self.fail = app, settings, metrics, fail
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 499
+        responded = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal status, responded
+            if message["type"] == "http.response.start":
+                status, responded = message["status"], True
+            await send(message)
+
+        try:
+            receive = await self._admit(scope, receive)
+            await self.app(scope, receive, tracked)
+        except _ClientGone:
+            pass
+        except ApiError as exc:
+            if not responded:
+                await self.fail(exc)(scope, receive, tracked)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if not responded:
+                error = ApiError(500, "internal error; see the server log", "server_error", "bug")
+                await self.fail(error)(scope, receive, tracked)
+        finally:
+            self.metrics.observe(scope["path"], status, time.perf_counter() - started)
+
+    async def _admit(self, scope: Scope, receive: Receive) -> Receive:
+        headers = Headers(scope=scope)
+        key = self.settings.api_key
+        if key is not None and scope["path"].startswith("/v1/"):
+            scheme, _, given = headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not secrets.compare_digest(
+                given.strip().encode(), key.encode()
+            ):
+                raise ApiError(
+                    401, "missing or wrong API key: send Authorization: Bearer <key>",
+                    "authentication_error", "invalid_api_key",
+                )  # fmt: skip
+        if scope["method"] != "POST":
+            return receive
+        limit = self.settings.max_body_bytes
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise _too_large(limit)
+        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            raise ApiError(
+                415, "send the body as JSON with Content-Type: application/json",
+                code="unsupported_media_type",
+            )  # fmt: skip
+        pieces, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            piece = message.get("body", b"")
+            size += len(piece)
+            if size > limit:
+                raise _too_large(limit)
+            pieces.append(piece)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(pieces), False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"the request body is over {limit} bytes", code="body_too_large")
+
+
+def _timeout(seconds: float) -> ApiError:
+    return ApiError(
+        504, f"the request took longer than this server's limit of {seconds:g} s",
+        "timeout_error", "request_timeout",
     )  # fmt: skip
 
 
-def _prompt(body: _Common) -> Any:
-    if isinstance(body, ChatRequest):
-        roles = {"developer": "system", "tool": "user"}
-        return tuple(Message(roles.get(m.role, m.role), m.content) for m in body.messages)  # type: ignore[arg-type]
-    return body.prompt  # type: ignore[attr-defined]
+def _result(work: asyncio.Task[Outcome]) -> Outcome:
+    try:
+        return work.result()
+    except PonderError as exc:
+        raise ApiError.from_ponder(exc) from None
 
 
-def _usage(outcome: _Outcome) -> dict[str, Any]:
-    u = outcome.usage
-    returned = sum(tokens for _, _, tokens in outcome.texts)
-    return {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_prompt_tokens},
-        "completion_tokens_details": {"reasoning_tokens": max(u.completion_tokens - returned, 0)},
-    }
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
-def _response(body: _Common, outcome: _Outcome, chat: bool) -> dict[str, Any]:
-    choices = []
-    for i, (text, finish, _) in enumerate(outcome.texts):
-        if chat:
-            choices.append({"index": i, "message": {"role": "assistant", "content": text},
-                            "finish_reason": finish, "logprobs": None})  # fmt: skip
-        else:
-            choices.append({"index": i, "text": text, "finish_reason": finish, "logprobs": None})
-    data: dict[str, Any] = {
-        "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}",
-        "object": "chat.completion" if chat else "text_completion",
-        "created": int(time.time()),
-        "model": body.model,
-        "choices": choices,
-        "usage": _usage(outcome),
-    }
-    if outcome.trace is not None:
-        data["ponder"] = outcome.trace
-    return data
+async def _stop(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and give it a moment to unwind (its backend calls stop with it)."""
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS)
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: a failure after the answer was given is not news
 
 
-def _trace_summary(result: Any) -> dict[str, Any]:
+def _outcome(result: Result, trace: bool) -> Outcome:
+    """The chosen candidate as the answer; the first one when every candidate abstained."""
+    if not result.candidates:
+        why = "; ".join(result.trace.notes) or result.trace.decision
+        raise ApiError(
+            502, f"{result.strategy} finished without a single candidate answer ({why})",
+            "upstream_error", "no_candidate",
+        )  # fmt: skip
+    chosen = result.candidates[result.chosen if result.chosen is not None else 0]
+    finish = "length" if chosen.finish_reason == "length" else "stop"
+    choice = Choice(chosen.text, finish, chosen.completion_tokens)
+    return Outcome((choice,), result.usage, _trace(result) if trace else None)
+
+
+def _trace(result: Result) -> dict[str, Any]:
+    """The trace summary a client asked for: candidates, votes, decision (no search tree)."""
     trace = result.trace.to_dict()
-    return {
-        "strategy": trace["strategy"],
+    nodes = trace.pop("nodes", [])
+    summary = {
+        "strategy": result.strategy,
         "answer": result.answer,
-        "decision": trace["decision"],
-        "votes": trace["votes"],
-        "candidates": [
-            {"answer": c.answer, "completion_tokens": c.completion_tokens, "scores": dict(c.scores)}
-            for c in result.candidates
-        ],
-        "notes": trace["notes"],
+        "chosen": result.chosen,
+        **trace,
+        "nodes": len(nodes),
+        "candidates": [c.to_dict() for c in result.candidates],
+        "usage": result.usage.to_dict(),
+        "seconds": result.seconds,
     }
+    return _json_safe(summary)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", re.sub(r"\W+", "", name)).lower() or "error"
