@@ -1,143 +1,219 @@
-"""The sample bank: resumable, never mixing runs, refusing locked or corrupt files; the
-datasets and the synthetic generator; replay on stored samples."""
+"""The sample bank and the collector: resumable, seeded per sample, never mixing runs,
+refusing locked or corrupt files; scores stored per sample; clean budget stops."""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import math
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from ponder.backends import SamplingParams
-from ponder.backends.scripted import ScriptedBackend
-from ponder.errors import DataError, UnknownNameError
-from ponder.eval.bank import SampleBank
-from ponder.eval.datasets import load_questions
-from ponder.eval.replay import Replayable, false_positives, replay
-from ponder.eval.runner import collect, template_hash
-from ponder.eval.synthetic import generate
+from ponder.backends.scripted import ScriptedBackend, ScriptedRequest
+from ponder.errors import DataError, ScorerError
+from ponder.eval.bank import RunSpec, SampleBank
+from ponder.eval.datasets import Question, load_dataset
+from ponder.eval.runner import Collector, Plan, QuestionData, question_seed, template_hash
 from ponder.scorers import build_scorer
-from ponder.strategies import STRATEGIES
+from ponder.scorers.base import Attempt, ScoreBatch, Scorer
 from ponder.tasks import get_task
 
 TASK = get_task("math")
+QUESTIONS = load_dataset("synthetic", limit=3).questions
+PARAMS = SamplingParams(max_tokens=32, logprobs=True)
 
 
-def _fill(bank: SampleBank, key: str, questions, backend, n: int):  # type: ignore[no-untyped-def]
-    scorer = build_scorer("mean-logprob")
-    params = SamplingParams(max_tokens=32, logprobs=True)
-    return asyncio.run(collect(bank, key, questions, backend, TASK, params, n, [scorer]))
+def _spec(**sampling: object) -> RunSpec:
+    return RunSpec("synthetic", "scripted", template_hash(TASK), {"temperature": 0.8, **sampling})
 
 
-def test_shipped_datasets_load_offline() -> None:
-    gsm8k = load_questions("gsm8k", limit=3)
-    assert gsm8k[0].answer == "18" and "Janet" in gsm8k[0].question
-    assert len(load_questions("gsm8k")) == 1319
-    assert len(load_questions("math500", limit=5)) == 5
-    assert len(load_questions("aime24")) == 30
-    assert len(load_questions("gsm8k-train", offset=7000)) == 473
-
-
-def test_jsonl_with_field_mapping_and_bad_lines(tmp_path: Path) -> None:
-    path = tmp_path / "mine.jsonl"
-    path.write_text('{"q": "1+1?", "a": "2"}\nnot json\n{"q": "2+2?", "a": "4"}\n')
-    with pytest.raises(DataError, match=r"mine\.jsonl:2"):
-        load_questions(str(path), question_field="q", answer_field="a")
-    warnings: list[str] = []
-    rows = load_questions(
-        str(path), question_field="q", answer_field="a", on_bad_line="skip", warnings=warnings
+def _collect(
+    bank: SampleBank,
+    backend: ScriptedBackend,
+    n: int,
+    *,
+    questions: Sequence[Question] = QUESTIONS,
+    scorers: Sequence[Scorer] | None = None,
+    **limits: object,
+) -> tuple[Collector, list[QuestionData]]:
+    run = bank.open_run(_spec())
+    plan = Plan(
+        run=run,
+        questions=questions,
+        n=n,
+        sampling=PARAMS,
+        seed=0,
+        scorers=[build_scorer("mean-logprob")] if scorers is None else scorers,
+        **limits,  # type: ignore[arg-type]
     )
-    assert [r.answer for r in rows] == ["2", "4"] and "mine.jsonl:2" in warnings[0]
-    with pytest.raises(DataError, match="no field 'question'"):
-        load_questions(str(path), on_bad_line="skip")
-    with pytest.raises(UnknownNameError, match="gsm8k"):
-        load_questions("gsm9k")
+    collector = Collector(bank, backend, TASK, plan)
+    return collector, asyncio.run(collector.run())
 
 
-def test_synthetic_questions_are_exact_and_reproducible() -> None:
-    a, b = generate(3, 7, steps=4, max_number=50), generate(3, 7, steps=4, max_number=50)
-    assert a == b
-    assert generate(3, 8) != a
-    for i in range(50):
-        q = generate(0, i, steps=5)
-        assert int(q.answer) >= 0 and q.question.endswith("now?")
+def _by_seed(request: ScriptedRequest) -> str:
+    """A reply that depends only on the sample's own seed, like a seeded sampler."""
+    assert request.params.seed is not None
+    return f"The answer is {(request.params.seed + request.index) % 1000}."
 
 
-def test_resume_generates_only_missing_samples(tmp_path: Path) -> None:
-    questions = load_questions("synthetic", limit=3)
-    backend = ScriptedBackend(lambda r: f"The answer is {r.index}.")
+def test_rerun_generates_nothing_and_more_samples_only_the_missing_ones(tmp_path: Path) -> None:
+    backend = ScriptedBackend(_by_seed)
     with SampleBank(tmp_path / "bank.sqlite") as bank:
-        key, _ = bank.open_run("synthetic", "scripted", template_hash(TASK), {"t": 0.8})
-        first = _fill(bank, key, questions, backend, 2)
-        assert (first.generated, first.reused) == (6, 0)
-        calls = len(backend.requests)
-        again = _fill(bank, key, questions, backend, 2)
-        assert (again.generated, again.reused) == (0, 6)
-        assert len(backend.requests) == calls
-        more = _fill(bank, key, questions, backend, 4)
-        assert (more.generated, more.reused) == (6, 6)
-        rows = bank.samples(key, questions[0].id)
-        assert [r.idx for r in rows] == [0, 1, 2, 3]
-        assert len({r.seed for r in rows}) == 4
-        assert all("mean-logprob" in r.scores for r in rows)
+        first, data = _collect(bank, backend, 2)
+        assert (first.progress.generated, first.progress.reused) == (6, 0)
+        assert all(d.complete and len(d.samples) == 2 for d in data)
+        requests = len(backend.requests)
+        again, _ = _collect(bank, backend, 2)
+        assert (again.progress.generated, again.progress.reused) == (0, 6)
+        assert len(backend.requests) == requests
+        more, data = _collect(bank, backend, 4)
+        assert (more.progress.generated, more.progress.reused) == (6, 6)
+        new = backend.requests[requests:]
+        # one call per question asking n=2 for samples 2 and 3
+        assert [r.index for r in new] == [0, 1] * 3
+        rows = data[0].samples
+        assert [s.idx for s in rows] == [0, 1, 2, 3]
+        base = question_seed(0, QUESTIONS[0].id)
+        assert [s.seed for s in rows] == [base, base + 1, base + 2, base + 3]
+        assert all(s.scores["mean-logprob"] == pytest.approx(-0.5) for s in rows)
+        assert bank.count() == 12
 
 
-def test_runs_with_other_parameters_never_mix(tmp_path: Path) -> None:
+def test_samples_do_not_depend_on_how_they_were_batched(tmp_path: Path) -> None:
+    with SampleBank(tmp_path / "a.sqlite") as bank:
+        _, whole = _collect(bank, ScriptedBackend(_by_seed), 5)
+    small_calls = ScriptedBackend(_by_seed, max_n=2)
+    with SampleBank(tmp_path / "b.sqlite") as bank:
+        _collect(bank, small_calls, 1)
+        _, pieces = _collect(bank, small_calls, 5)
+    assert [[s.text for s in d.samples] for d in whole] == [
+        [s.text for s in d.samples] for d in pieces
+    ]
+    # samples 1..4 came in calls of at most 2 (the backend's max_n)
+    sizes = [r.index for r in small_calls.requests[3:]]
+    assert sizes == [0, 1, 0, 1] * 3
+
+
+def test_runs_with_other_settings_are_refused_not_mixed(tmp_path: Path) -> None:
     with SampleBank(tmp_path / "bank.sqlite") as bank:
-        one, others = bank.open_run("gsm8k", "m", "h", {"temperature": 0.8})
-        assert others == []
-        two, others = bank.open_run("gsm8k", "m", "h", {"temperature": 0.2})
-        assert one != two and others[0]["params"] == {"temperature": 0.8}
+        _collect(bank, ScriptedBackend(_by_seed), 2)
+        other = _spec(temperature=0.2)
+        with pytest.raises(DataError, match=r"temperature=0\.8 \(asked 0\.2\).*--new-run"):
+            bank.open_run(other)
+        with pytest.raises(DataError, match="model scripted \\(asked other-model\\)"):
+            bank.open_run(
+                RunSpec("synthetic", "other-model", template_hash(TASK), _spec().sampling)
+            )
+        key = bank.open_run(other, keep_others=True)
+        assert key != _spec().key and bank.indices(key, QUESTIONS[0].id) == set()
+        assert bank.open_run(RunSpec("gsm8k", "x", "t", {})) != key  # another dataset is fine
 
 
-def test_locked_and_corrupt_banks_are_refused(tmp_path: Path) -> None:
+def test_a_changed_question_is_refused(tmp_path: Path) -> None:
+    with SampleBank(tmp_path / "bank.sqlite") as bank:
+        _collect(bank, ScriptedBackend(_by_seed), 1, questions=QUESTIONS[:1])
+        changed = Question(QUESTIONS[0].id, QUESTIONS[0].question + " Twice?", "0")
+        with pytest.raises(DataError, match="has changed since its samples were stored"):
+            _collect(bank, ScriptedBackend(_by_seed), 1, questions=[changed])
+
+
+def test_locked_corrupt_and_foreign_files_are_refused_and_left_untouched(tmp_path: Path) -> None:
     path = tmp_path / "bank.sqlite"
     with SampleBank(path), pytest.raises(DataError, match="in use by another run"):
         SampleBank(path)
+    SampleBank(path).close()  # the lock is released on close
+
     corrupt = tmp_path / "corrupt.sqlite"
     corrupt.write_bytes(b"SQLite format 3\x00" + b"\xff" * 5000)
-    before = corrupt.read_bytes()
-    with pytest.raises(DataError, match="left untouched"):
-        SampleBank(corrupt)
-    assert corrupt.read_bytes() == before
-    other = tmp_path / "other.sqlite"
-    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    text = tmp_path / "notes.sqlite"
+    text.write_text("these are my notes, not a database\n" * 20)
+    for victim in (corrupt, text):
+        before = victim.read_bytes()
+        with pytest.raises(DataError, match="left untouched"):
+            SampleBank(victim)
+        assert victim.read_bytes() == before
+
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE t (x)")
     with pytest.raises(DataError, match="not a ponder sample bank"):
-        SampleBank(other)
+        SampleBank(foreign)
+
+    newer = tmp_path / "newer.sqlite"
+    SampleBank(newer).close()
+    with sqlite3.connect(newer) as db:
+        db.execute("PRAGMA user_version=99")
+    with pytest.raises(DataError, match="newer ponder"):
+        SampleBank(newer)
+    with pytest.raises(DataError, match="is a folder"):
+        SampleBank(tmp_path)
 
 
-def test_replay_and_false_positives_on_stored_samples(tmp_path: Path) -> None:
-    questions = load_questions("synthetic", limit=2)
-    gold = {q.question: q.answer for q in questions}
+class _Counting(Scorer):
+    """A stand-in outcome scorer: the length of the text, counting its calls."""
 
-    # samples 0 and 2 are right; sample 1 is wrong but the most confident one
-    def reply(r):  # type: ignore[no-untyped-def]
-        right = gold[r.prompt[-1].content]
-        return (
-            ("The answer is 999999.", -0.01) if r.index == 1 else (f"The answer is {right}.", -1.0)
-        )
+    name = "length"
+    score_range = (0.0, math.inf)
 
-    backend = ScriptedBackend(reply)
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.calls: list[str] = []
+        self.fail_after = fail_after
+
+    async def ascore(self, attempts: Sequence[Attempt]) -> ScoreBatch:
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            raise ScorerError("the reward server went away")
+        self.calls += [a.text for a in attempts]
+        return ScoreBatch(tuple(float(len(a.text)) for a in attempts))
+
+
+def test_scores_are_stored_per_sample_and_identical_texts_scored_once(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["The answer is 1.", "The answer is 1.", "The answer is 22."])
+    length = _Counting()
     with SampleBank(tmp_path / "bank.sqlite") as bank:
-        key, _ = bank.open_run("synthetic", "scripted", "h", {})
-        _fill(bank, key, questions, backend, 3)
-        samples = {q.id: bank.samples(key, q.id) for q in questions}
-    scorer = type("Named", (), {"name": "mean-logprob", "score_range": (-1e9, 0.0),
-                                "uses_gold": False, "needs_logprobs": False})()  # fmt: skip
-    entries = [
-        Replayable("pass@k", None),
-        Replayable("sc", STRATEGIES.get("self-consistency")(task=TASK)),
-        Replayable("bon", STRATEGIES.get("best-of-n")(task=TASK, scorer=scorer), True),
-    ]
-    cells = replay(questions, samples, TASK, entries, n=3)
-    assert cells[("pass@k", 3)].accuracy == 1.0
-    assert cells[("pass@k", 1)].accuracy == pytest.approx(2 / 3)
-    assert cells[("sc", 3)].accuracy == 1.0
-    assert cells[("bon", 3)].accuracy == 0.0  # the verifier is fooled every time
-    assert cells[("bon", 1)].accuracy == pytest.approx(2 / 3)
-    assert cells[("bon", 2)].score_tokens == 0  # mean-logprob costs nothing extra
-    rate, ceiling, eligible = false_positives(questions, samples, TASK, "mean-logprob", 3)
-    assert (rate, ceiling, eligible) == (1.0, 0.0, 2)
-    assert json.dumps(cells[("sc", 3)].values)
+        _, data = _collect(bank, backend, 3, questions=QUESTIONS[:1], scorers=[length])
+        assert sorted(length.calls) == ["The answer is 1.", "The answer is 22."]
+        assert [s.scores["length"] for s in data[0].samples] == [16.0, 16.0, 17.0]
+        # a scorer added later scores the stored samples without drawing any
+        requests = len(backend.requests)
+        _, data = _collect(
+            bank,
+            backend,
+            3,
+            questions=QUESTIONS[:1],
+            scorers=[length, build_scorer("mean-logprob")],
+        )
+        assert len(backend.requests) == requests
+        assert all(set(s.scores) == {"length", "mean-logprob"} for s in data[0].samples)
+        # a logprob scorer that needs more than was stored says so
+        with pytest.raises(DataError, match=r"self-certainty.*new --bank"):
+            _collect(
+                bank, backend, 3, questions=QUESTIONS[:1], scorers=[build_scorer("self-certainty")]
+            )
+
+
+def test_samples_survive_a_scorer_failure_and_get_scored_on_the_rerun(tmp_path: Path) -> None:
+    backend = ScriptedBackend(_by_seed)
+    with SampleBank(tmp_path / "bank.sqlite") as bank:
+        with pytest.raises(ScorerError):
+            _collect(bank, backend, 2, scorers=[_Counting(fail_after=3)])
+        stored = bank.count()
+        assert stored >= 2  # drawn and committed before scoring
+        healthy = _Counting()
+        collector, data = _collect(bank, backend, 2, scorers=[healthy])
+        assert collector.progress.reused == stored
+        assert all(d.complete for d in data)
+
+
+def test_a_token_budget_stops_cleanly_and_the_rerun_continues(tmp_path: Path) -> None:
+    backend = ScriptedBackend(_by_seed)
+    with SampleBank(tmp_path / "bank.sqlite") as bank:
+        collector, data = _collect(bank, backend, 2, max_tokens_total=1)
+        assert collector.progress.stopped == "--max-tokens-total 1 reached"
+        assert [d.complete for d in data] == [True, False, False]
+        assert bank.count() == 2
+        collector, data = _collect(bank, backend, 2, max_seconds=3600.0)
+        assert collector.progress.stopped is None and all(d.complete for d in data)
+        assert (collector.progress.generated, collector.progress.reused) == (4, 2)

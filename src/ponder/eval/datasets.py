@@ -1,19 +1,27 @@
 """Questions with gold answers: the shipped benchmarks, any JSONL file, or fresh synthetic ones.
 
-Shipped (gzip JSONL under `ponder/data/`, copied from public sources; licenses in the
-README): `gsm8k` (test, 1319), `gsm8k-train` (7473), `math500` (500), `aime24` (30).
-`synthetic` generates multi-step arithmetic word problems on the fly (see `synthetic.py`).
+Shipped inside the package (gzip JSONL under `ponder/data/`; sources and licenses in
+`ponder/data/README.md`): `gsm8k` (test, 1319), `gsm8k-train` (7473), `math500` (500),
+`aime24` (30). `synthetic` generates multi-step arithmetic word problems on the fly
+(`generator.py`). Any other value is a path to a JSONL file, one JSON object per line.
+
+Question ids are stable: the file's `id` / `unique_id` field when it has one, else
+`<name>-<line number>`, so `--offset` and `--limit` select the same questions (and the
+same stored samples) every time.
 """
 
 from __future__ import annotations
 
+import difflib
+import enum
 import gzip
+import hashlib
 import importlib.resources
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ponder.errors import DataError, UnknownNameError
 
@@ -23,98 +31,172 @@ class Question:
     id: str
     question: str
     answer: str
+    """The gold final answer (GSM8K's worked solution reduced to the number after ####)."""
+    solution: str = ""
+    """A worked solution when the source has one (shown in the report, never to the model)."""
+
+    @property
+    def digest(self) -> str:
+        """Identifies the text: samples stored under this id must be of this very question
+        (a corrected gold answer leaves the samples valid)."""
+        return hashlib.sha256(self.question.encode()).hexdigest()[:16]
+
+
+class OnBadLine(enum.StrEnum):
+    stop = "stop"
+    skip = "skip"
 
 
 @dataclass(frozen=True, slots=True)
-class _Builtin:
+class _Shipped:
     file: str
     question: str
     answer: str
-    gsm8k_answer: bool = False
-    """The answer field holds GSM8K's worked solution ending in `#### N`."""
+    solution: str | None = None
+    hashes: bool = False
+    """The answer field is GSM8K's worked solution ending in `#### N`."""
 
 
-BUILTIN = {
-    "gsm8k": _Builtin("gsm8k_test.jsonl.gz", "question", "answer", gsm8k_answer=True),
-    "gsm8k-train": _Builtin("gsm8k_train.jsonl.gz", "question", "answer", gsm8k_answer=True),
-    "math500": _Builtin("math500.jsonl.gz", "problem", "answer"),
-    "aime24": _Builtin("aime24.jsonl.gz", "problem", "answer"),
+SHIPPED = {
+    "gsm8k": _Shipped("gsm8k_test.jsonl.gz", "question", "answer", "answer", hashes=True),
+    "gsm8k-train": _Shipped("gsm8k_train.jsonl.gz", "question", "answer", "answer", hashes=True),
+    "math500": _Shipped("math500.jsonl.gz", "problem", "answer", "solution"),
+    "aime24": _Shipped("aime24.jsonl.gz", "problem", "answer", "solution"),
 }
-DATASETS = (*BUILTIN, "synthetic")
+SYNTHETIC = "synthetic"
+DATASETS = (*SHIPPED, SYNTHETIC)
+SYNTHETIC_DEFAULT_COUNT = 100
 
-OnBadLine = Literal["stop", "skip"]
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    name: str
+    """What identifies the dataset in the sample bank (shipped name, file name, or
+    `synthetic-<steps>x<max_number>`)."""
+    questions: tuple[Question, ...]
+    skipped: tuple[str, ...] = ()
+    """`file:line: why` of each malformed line skipped (`--on-bad-line skip`)."""
 
 
-def load_questions(
+def load_dataset(
     dataset: str,
     *,
     limit: int | None = None,
     offset: int = 0,
     question_field: str | None = None,
     answer_field: str | None = None,
-    on_bad_line: OnBadLine = "stop",
+    on_bad_line: OnBadLine = OnBadLine.stop,
     seed: int = 0,
     steps: int = 3,
     max_number: int = 100,
-    warnings: list[str] | None = None,
-) -> list[Question]:
-    """The questions of a named dataset or of a JSONL path, `offset`/`limit` applied."""
-    if dataset == "synthetic":
-        from ponder.eval.synthetic import generate
+) -> Dataset:
+    """The questions of a named dataset or of a JSONL path, `offset` and `limit` applied."""
+    if limit is not None and limit < 1:
+        raise DataError(f"--limit must be at least 1, got {limit}")
+    if offset < 0:
+        raise DataError(f"--offset must be >= 0, got {offset}")
+    if dataset == SYNTHETIC:
+        from ponder.eval.generator import generate
 
-        count = limit if limit is not None else 100
-        return [
+        count = limit if limit is not None else SYNTHETIC_DEFAULT_COUNT
+        questions = tuple(
             generate(seed, offset + i, steps=steps, max_number=max_number) for i in range(count)
-        ]
-    if dataset in BUILTIN:
-        spec = BUILTIN[dataset]
+        )
+        return Dataset(f"{SYNTHETIC}-{steps}x{max_number}-seed{seed}", questions)
+    if dataset in SHIPPED:
+        spec = SHIPPED[dataset]
         resource = importlib.resources.files("ponder") / "data" / spec.file
         with resource.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
-            rows = list(_rows(lines, spec.file, on_bad_line, warnings))
-        q_field, a_field = question_field or spec.question, answer_field or spec.answer
-        name, gsm8k = dataset, spec.gsm8k_answer
-    else:
-        path = Path(dataset)
-        if not path.is_file():
-            raise UnknownNameError(
-                f"no dataset {dataset!r}: use one of {', '.join(DATASETS)} or a JSONL file path"
-            )
+            rows, skipped = _read(lines, spec.file, on_bad_line)
+        fields = (question_field or spec.question, answer_field or spec.answer)
+        return _select(dataset, rows, skipped, fields, spec.solution, spec.hashes, offset, limit)
+    path = Path(dataset)
+    if not path.exists():
+        if path.suffix or "/" in dataset:
+            raise DataError(f"dataset file {dataset} does not exist; check the path")
+        close = difflib.get_close_matches(dataset, DATASETS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownNameError(
+            f"no dataset {dataset!r}.{hint} Use one of {', '.join(DATASETS)} or a JSONL file path"
+        )
+    if not path.is_file():
+        raise DataError(f"dataset {dataset} is not a file; give a JSONL file")
+    try:
         with path.open(encoding="utf-8") as lines:
-            rows = list(_rows(lines, str(path), on_bad_line, warnings))
-        q_field, a_field = question_field or "question", answer_field or "answer"
-        name, gsm8k = path.stem, False
-    selected = rows[offset : None if limit is None else offset + limit]
+            rows, skipped = _read(lines, str(path), on_bad_line)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text ({exc}); give a JSONL file") from None
+    fields = (question_field or "question", answer_field or "answer")
+    return _select(path.name, rows, skipped, fields, None, False, offset, limit)
+
+
+def _select(
+    name: str,
+    rows: list[tuple[int, dict[str, Any]]],
+    skipped: list[str],
+    fields: tuple[str, str],
+    solution_field: str | None,
+    hashes: bool,
+    offset: int,
+    limit: int | None,
+) -> Dataset:
+    if not rows:
+        raise DataError(f"dataset {name} has no questions (every line is empty or was skipped)")
+    chosen = rows[offset : None if limit is None else offset + limit]
+    if not chosen:
+        raise DataError(f"dataset {name} has {len(rows)} questions; --offset {offset} skips all")
     questions = []
-    for line, row in selected:
-        for wanted in (q_field, a_field):
+    seen: dict[str, int] = {}
+    for line, row in chosen:
+        for wanted, flag in zip(fields, ("--question-field", "--answer-field"), strict=True):
             if wanted not in row:
                 raise DataError(
-                    f"{name} line {line} has no field {wanted!r} (fields: {', '.join(row)}); "
-                    "set --question-field / --answer-field"
+                    f"{name}:{line} has no field {wanted!r} (it has {', '.join(row) or 'none'}); "
+                    f"name the right one with {flag}"
                 )
-        answer = str(row[a_field])
-        if gsm8k or "####" in answer:
+        text, answer = row[fields[0]], row[fields[1]]
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{name}:{line}: the question ({fields[0]!r}) must be non-empty text")
+        if answer is None or isinstance(answer, (dict, list)):
+            raise DataError(f"{name}:{line}: the answer ({fields[1]!r}) must be a number or text")
+        answer = str(answer)
+        solution = str(row.get(solution_field, "")) if solution_field else ""
+        if hashes or "####" in answer:
             answer = answer.split("####")[-1].strip()
         ident = str(row.get("id", row.get("unique_id", f"{name}-{line}")))
-        questions.append(Question(ident, str(row[q_field]), answer))
-    return questions
+        if ident in seen:
+            raise DataError(
+                f"{name}:{line} repeats the id {ident!r} of line {seen[ident]}; ids must be unique"
+            )
+        seen[ident] = line
+        questions.append(Question(ident, text, answer, solution))
+    return Dataset(name, tuple(questions), tuple(skipped))
+
+
+def _read(
+    lines: Iterable[str], source: str, on_bad_line: OnBadLine
+) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+    skipped: list[str] = []
+    rows = list(_rows(lines, source, on_bad_line, skipped))
+    return rows, skipped
 
 
 def _rows(
-    lines: Any, source: str, on_bad_line: OnBadLine, warnings: list[str] | None
+    lines: Iterable[str], source: str, on_bad_line: OnBadLine, skipped: list[str]
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError("not a JSON object")
         except ValueError as exc:
-            message = f"{source}:{number}: malformed JSONL line ({exc})"
-            if on_bad_line == "stop":
-                raise DataError(message + "; fix it or pass --on-bad-line skip") from None
-            if warnings is not None:
-                warnings.append(message + "; skipped")
-            continue
-        yield number, row
+            problem = f"malformed JSON ({exc})"
+        else:
+            if isinstance(row, dict):
+                yield number, row
+                continue
+            problem = f"a JSON {type(row).__name__}, not an object"
+        where = f"{source}:{number}: {problem}"
+        if on_bad_line is OnBadLine.stop:
+            raise DataError(f"{where}; fix the line or pass --on-bad-line skip")
+        skipped.append(where)

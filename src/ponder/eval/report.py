@@ -1,4 +1,16 @@
-"""Write what an evaluation found: JSON, CSV, a scaling plot and a self-contained HTML page."""
+"""What an evaluation found, written to `--out DIR`:
+
+* `results.json`: the run (model, dataset, parameters, bank), one row per strategy and
+  budget (accuracy, 95% interval, costs), the paired comparisons, the verifier false
+  positives, and per question the answers, votes and scores of its samples and the answers
+  of the live strategies;
+* `results.csv`: the rows;
+* `scaling.png` and `compute.png` (see `plots.py`);
+* `trees/*.html`: the search tree of every live step-level run (`ponder.tracehtml`);
+* `report.html`: one self-contained page (plots embedded as base64) with the tables and a
+  drill-down per question: every candidate with its answer, whether it is right, its
+  tokens and scores, the vote table, and links to the search trees.
+"""
 
 from __future__ import annotations
 
@@ -7,191 +19,389 @@ import csv
 import html
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ponder.eval.bank import SampleRow
-from ponder.eval.datasets import Question
-from ponder.eval.replay import Cell
-from ponder.eval.stats import bootstrap_ci, paired_test
+from ponder.eval.replay import COVERAGE, Cell, Verifier, candidates_of
+from ponder.eval.runner import QuestionData
+from ponder.eval.stats import interval, is_binary, paired_test, seed_for
+from ponder.strategies.base import vote_table
 from ponder.tasks.base import Task
 
+DRILL_DOWN = 200
+"""Questions whose sample texts go into report.html (the bank keeps them all)."""
 
-def table(cells: Mapping[tuple[str, int], Cell], seed: int = 0) -> list[dict[str, Any]]:
+
+def table(cells: Mapping[tuple[str, int], Cell], *, seed: int = 0) -> list[dict[str, Any]]:
+    """One row per line and budget, pass@k first, then by label and k."""
     rows = []
-    for (label, k), cell in sorted(cells.items(), key=lambda item: (item[0][0], item[0][1])):
-        low, high = bootstrap_ci(cell.values, seed=seed)
+    order = sorted(cells, key=lambda key: (key[0] != COVERAGE, key[0], key[1]))
+    for label, k in order:
+        cell = cells[(label, k)]
+        low, high = interval(cell.values, seed=seed_for(seed, label, k))
+        prompt, completion = cell.mean("prompt_tokens"), cell.mean("completion_tokens")
         rows.append(
             {
                 "strategy": label,
                 "k": k,
+                "live": cell.live,
                 "questions": len(cell.values),
                 "accuracy": cell.accuracy,
                 "ci_low": low,
                 "ci_high": high,
-                "prompt_tokens": cell.prompt_tokens,
-                "cached_prompt_tokens": cell.cached_tokens,
-                "completion_tokens": cell.completion_tokens,
-                "score_tokens": cell.score_tokens,
-                "tokens": cell.tokens,
-                "flops": cell.flops,
-                "seconds": cell.seconds,
+                "interval": "wilson" if is_binary(cell.values) else "bootstrap",
+                "prompt_tokens": prompt,
+                "cached_prompt_tokens": cell.mean("cached_tokens"),
+                "completion_tokens": completion,
+                "scoring_tokens": cell.mean("scoring_tokens"),
+                "tokens": prompt + completion,
+                "flops": cell.mean("flops"),
+                "seconds": cell.mean("seconds"),
             }
         )
     return rows
 
 
 def comparisons(
-    cells: Mapping[tuple[str, int], Cell], baseline: str, k: int, seed: int = 0
+    cells: Mapping[tuple[str, int], Cell], baseline: str, *, seed: int = 0
 ) -> list[dict[str, Any]]:
-    """Each strategy at budget k against `baseline` at k = 1, paired on the same questions."""
-    base = cells.get((baseline, 1))
+    """Paired tests on the same questions.
+
+    * every line at each budget against `baseline` at the same budget;
+    * every line at its largest budget against one sample (pass@1: each question's share
+      of right samples), i.e. what the extra compute bought.
+    """
     out = []
-    if base is None:
-        return out
-    for (label, kk), cell in sorted(cells.items()):
-        if kk != k or label in (baseline, "pass@k") or len(cell.values) != len(base.values):
+    largest: dict[str, int] = {}
+    for label, k in cells:
+        largest[label] = max(largest.get(label, 0), k)
+    one = cells.get((COVERAGE, 1))
+    for (label, k), cell in sorted(cells.items()):
+        if label == COVERAGE:
             continue
-        test = paired_test(cell.values, base.values, seed=seed)
+        against = []
+        if label != baseline and (baseline, k) in cells:
+            against.append((f"{baseline}@{k}", cells[(baseline, k)]))
+        if one is not None and k == largest[label] and k > 1:
+            against.append(("one sample (pass@1)", one))
+        for name, other in against:
+            if other.question_ids != cell.question_ids:
+                continue
+            test = paired_test(cell.values, other.values, seed=seed_for(seed, label, k, name))
+            out.append(
+                {
+                    "strategy": label,
+                    "k": k,
+                    "versus": name,
+                    "questions": len(cell.values),
+                    "difference": test.difference,
+                    "ci_low": test.ci[0],
+                    "ci_high": test.ci[1],
+                    "p_bootstrap": test.p_bootstrap,
+                    "p_mcnemar": test.p_mcnemar,
+                    "only_strategy_right": test.a_only,
+                    "only_versus_right": test.b_only,
+                }
+            )
+    return out
+
+
+def question_details(
+    data: Sequence[QuestionData], task: Task, n: int, trees: Mapping[tuple[str, int, str], str]
+) -> list[dict[str, Any]]:
+    """Per question: its samples' answers, votes and scores, and the live results."""
+    out = []
+    for item in data:
+        samples = item.samples[:n]
+        candidates = candidates_of(samples, task)
+        right = [task.is_correct(c.answer, item.question.answer) for c in candidates]
+        votes = [
+            {
+                "answer": v.answer,
+                "count": v.count,
+                "right": task.is_correct(v.answer, item.question.answer),
+                "members": list(v.members),
+            }
+            for v in vote_table(candidates)
+        ]
+        live = {
+            f"{label}@{k}": {
+                "answer": stored.data["answer"],
+                "correct": stored.correct,
+                "tokens": stored.data["usage"]["total_tokens"],
+                "tree": trees.get((label, k, item.question.id)),
+            }
+            for (label, k), stored in sorted(item.live.items())
+        }
         out.append(
             {
-                "strategy": label,
-                "k": k,
-                "versus": f"{baseline}@1",
-                "difference": test.difference,
-                "ci_low": test.ci[0],
-                "ci_high": test.ci[1],
-                "p_bootstrap": test.p_bootstrap,
-                "p_mcnemar": test.p_mcnemar,
+                "id": item.question.id,
+                "question": item.question.question,
+                "gold": item.question.answer,
+                "right_samples": int(sum(right)),
+                "samples": [
+                    {
+                        "idx": s.idx,
+                        "seed": s.seed,
+                        "answer": s.answer,
+                        "right": ok,
+                        "finish_reason": s.finish_reason,
+                        "completion_tokens": s.usage.completion_tokens,
+                        "mean_logprob": s.mean_logprob,
+                        "scores": {k: _finite(v) for k, v in s.scores.items()},
+                    }
+                    for s, ok in zip(samples, right, strict=True)
+                ],
+                "votes": votes,
+                "live": live,
             }
         )
     return out
 
 
-def plot(rows: Sequence[dict[str, Any]], ceilings: Mapping[str, float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    labels = sorted({r["strategy"] for r in rows})
-    for label in labels:
-        line = sorted((r for r in rows if r["strategy"] == label), key=lambda r: r["tokens"])
-        xs = [r["tokens"] for r in line]
-        style = {"linestyle": "--", "color": "black"} if label == "pass@k" else {}
-        ax.plot(xs, [r["accuracy"] for r in line], marker="o", label=label, **style)
-        ax.fill_between(xs, [r["ci_low"] for r in line], [r["ci_high"] for r in line], alpha=0.12)
-    for name, ceiling in ceilings.items():
-        if not math.isnan(ceiling):
-            ax.axhline(ceiling, linestyle=":", linewidth=1, color="grey")
-            ax.annotate(f"best-of-∞ ceiling [{name}]", (ax.get_xlim()[0], ceiling), fontsize=7)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("mean tokens per question (prompt + completion + scoring)")
-    ax.set_ylabel("accuracy (95% CI)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def tree_name(label: str, k: int, question_id: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{label}-k{k}-{question_id}")
+    return f"trees/{safe}.html"
 
 
-def write(
-    out: Path,
-    *,
-    meta: dict[str, Any],
-    rows: list[dict[str, Any]],
-    paired: list[dict[str, Any]],
-    verifiers: list[dict[str, Any]],
-    questions: Sequence[Question],
-    samples: Mapping[str, list[SampleRow]],
-    task: Task,
-) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": out / "results.json",
-        "csv": out / "results.csv",
-        "png": out / "scaling.png",
-        "html": out / "report.html",
-    }
-    data = {"meta": meta, "results": rows, "paired": paired, "verifiers": verifiers}
-    paths["json"].write_text(json.dumps(data, indent=2, default=str))
-    with paths["csv"].open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["strategy"])
+def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["strategy"])
         writer.writeheader()
         writer.writerows(rows)
-    plot(rows, {v["scorer"]: v["ceiling"] for v in verifiers}, paths["png"])
-    image = base64.b64encode(paths["png"].read_bytes()).decode()
-    paths["html"].write_text(_html(meta, rows, paired, verifiers, image, questions, samples, task))
-    return paths
+    return path
 
 
-def _cells(row: dict[str, Any], keys: Sequence[str]) -> str:
-    def fmt(value: Any) -> str:
-        if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.4g}"
-        return html.escape(str(value))
+def write_json(payload: Mapping[str, Any], path: Path) -> Path:
+    path.write_text(
+        json.dumps(_clean(payload), indent=2, ensure_ascii=False, allow_nan=False),
+        encoding="utf-8",
+    )
+    return path
 
-    return "".join(f"<td>{fmt(row.get(k))}</td>" for k in keys)
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
 
 
-def _table(rows: Sequence[dict[str, Any]]) -> str:
+def _clean(value: Any) -> Any:
+    """NaN and infinities become null: results.json stays strict JSON."""
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+# HTML
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        if abs(value) >= 1e6:
+            return f"{value:.3g}"
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
     if not rows:
         return "<p>none</p>"
-    keys = list(rows[0])
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-    body = "".join(f"<tr>{_cells(r, keys)}</tr>" for r in rows)
+    names = list(columns or rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in names)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in names) + "</tr>"
+        for r in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _html(
-    meta: dict[str, Any],
-    rows: list[dict[str, Any]],
-    paired: list[dict[str, Any]],
-    verifiers: list[dict[str, Any]],
-    image: str,
-    questions: Sequence[Question],
-    samples: Mapping[str, list[SampleRow]],
-    task: Task,
+def _results_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    view = [
+        {
+            "strategy": r["strategy"] + (" (live)" if r["live"] else ""),
+            "k": r["k"],
+            "accuracy [95% CI]": f"{r['accuracy']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+            if not math.isnan(r["accuracy"])
+            else "–",
+            "questions": r["questions"],
+            "prompt": r["prompt_tokens"],
+            "cached prompt": r["cached_prompt_tokens"],
+            "completion": r["completion_tokens"],
+            "of which scoring": r["scoring_tokens"],
+            "tokens": r["tokens"],
+            "FLOPs": r["flops"],
+            "seconds": r["seconds"],
+        }
+        for r in rows
+    ]
+    return _table(view)
+
+
+def _drill_down(details: Sequence[Mapping[str, Any]], data: Sequence[QuestionData], n: int) -> str:
+    texts = {item.question.id: item for item in data}
+    parts = []
+    for detail in details[:DRILL_DOWN]:
+        item = texts[detail["id"]]
+        sample_rows = []
+        for s, sample in zip(detail["samples"], item.samples[:n], strict=True):
+            scores = ", ".join(f"{k}={_fmt(v)}" for k, v in s["scores"].items())
+            mark = "right" if s["right"] else "wrong"
+            sample_rows.append(
+                f"<tr class='{mark}'><td>{s['idx']}</td><td>{html.escape(str(s['answer']))}</td>"
+                f"<td>{mark}</td><td>{s['completion_tokens']}</td>"
+                f"<td>{html.escape(s['finish_reason'])}</td><td>{html.escape(scores)}</td>"
+                f"<td><details><summary>text</summary><pre>{html.escape(sample.text)}</pre>"
+                "</details></td></tr>"
+            )
+        votes = "".join(
+            f"<tr class='{'right' if v['right'] else 'wrong'}'><td>{html.escape(v['answer'])}"
+            f"</td><td>{v['count']}</td><td>{_fmt(v['right'])}</td>"
+            f"<td>{html.escape(', '.join(map(str, v['members'])))}</td></tr>"
+            for v in detail["votes"]
+        )
+        live = "".join(
+            f"<li>{html.escape(name)}: {html.escape(str(r['answer']))} "
+            f"({'right' if r['correct'] else 'wrong'}, {r['tokens']} tokens)"
+            + (f" · <a href='{html.escape(r['tree'])}'>search tree</a>" if r["tree"] else "")
+            + "</li>"
+            for name, r in detail["live"].items()
+        )
+        parts.append(
+            f"<details id='{html.escape(detail['id'])}'><summary><b>"
+            f"{html.escape(detail['id'])}</b>: gold {html.escape(detail['gold'])} · "
+            f"{detail['right_samples']}/{len(detail['samples'])} samples right</summary>"
+            f"<p class='q'>{html.escape(detail['question'])}</p>"
+            + (f"<ul>{live}</ul>" if live else "")
+            + "<table><tr><th>answer</th><th>votes</th><th>right</th><th>samples</th></tr>"
+            f"{votes}</table><table><tr><th>#</th><th>answer</th><th></th><th>tokens</th>"
+            f"<th>finish</th><th>scores</th><th></th></tr>{''.join(sample_rows)}</table>"
+            "</details>"
+        )
+    more = len(details) - DRILL_DOWN
+    if more > 0:
+        parts.append(f"<p>{more} more questions in results.json and the bank.</p>")
+    return "".join(parts)
+
+
+def _image(path: Path) -> str:
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return f"<img alt='{html.escape(path.name)}' src='data:image/png;base64,{encoded}'>"
+
+
+STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1250px;padding:0 1em}"
+    "table{border-collapse:collapse;font-size:13px;margin:.5em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}"
+    "th{background:#f3f3f3} tr.right td:nth-child(3){color:#276749}"
+    "tr.wrong td:nth-child(3){color:#9b2c2c} pre{white-space:pre-wrap;max-width:900px;margin:0}"
+    "details{margin:.3em 0} .q{max-width:900px} img{max-width:100%}"
+    "dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px} dt{font-weight:600}"
+)
+
+
+def render_html(
+    *,
+    meta: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    paired: Sequence[Mapping[str, Any]],
+    verifiers: Sequence[Verifier],
+    details: Sequence[Mapping[str, Any]],
+    data: Sequence[QuestionData],
+    n: int,
+    images: Sequence[Path],
 ) -> str:
-    drill = []
-    for q in questions:
-        rows_q = samples.get(q.id, [])
-        if not rows_q:
-            continue
-        right = sum(task.is_correct(r.answer, q.answer) for r in rows_q)
-        items = "".join(
-            f"<tr><td>{r.idx}</td><td>{html.escape(str(r.answer))}</td>"
-            f"<td>{'✓' if task.is_correct(r.answer, q.answer) else '✗'}</td>"
-            f"<td>{r.completion_tokens}</td>"
-            f"<td>{html.escape(json.dumps({k: round(v, 4) for k, v in r.scores.items()}))}</td>"
-            f"<td><details><summary>text</summary><pre>{html.escape(r.text)}</pre></details></td></tr>"
-            for r in rows_q
-        )
-        trees = "".join(
-            f'<a href="{html.escape(p.name)}">search tree</a> '
-            for p in sorted(Path(meta.get("out", ".")).glob(f"tree-{q.id}*.html"))
-        )
-        drill.append(
-            f"<details><summary>{html.escape(q.id)}: gold {html.escape(q.answer)}, "
-            f"{right}/{len(rows_q)} samples right</summary><p>{html.escape(q.question)}</p>"
-            f"{trees}<table><tr><th>#</th><th>answer</th><th>ok</th><th>tokens</th>"
-            f"<th>scores</th><th></th></tr>{items}</table></details>"
-        )
-    style = (
-        "body{font-family:sans-serif;margin:2em;max-width:1200px}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
-        "pre{white-space:pre-wrap;max-width:900px}"
+    facts = "".join(
+        f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(_fmt(v))}</dd>"
+        for k, v in meta.items()
+        if not isinstance(v, (dict, list))
     )
+    verifier_rows = [
+        {
+            "scorer": v.scorer,
+            "questions with right and wrong samples": v.mixed,
+            "fooled": v.fooled,
+            "false-positive rate [95% CI]": f"{v.rate:.3f} [{v.rate_ci[0]:.3f}, {v.rate_ci[1]:.3f}]"
+            if v.mixed
+            else "–",
+            "pool ceiling (top-scored sample right)": v.pool_ceiling,
+            "fLaws ceiling as k→∞": v.ceiling_limit,
+            "samples it could not judge": f"{v.unjudged} of {v.samples}",
+        }
+        for v in verifiers
+    ]
+    notes = "".join(f"<li>{html.escape(str(x))}</li>" for x in meta.get("notes", []))
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>ponder eval</title>"
-        f"<style>{style}</style></head><body><h1>ponder eval</h1>"
-        f"<pre>{html.escape(json.dumps(meta, indent=2, default=str))}</pre>"
-        f"<h2>Accuracy vs compute</h2><img src='data:image/png;base64,{image}' width='900'>"
-        f"<h2>Strategies x budget</h2>{_table(rows)}"
-        f"<h2>Paired comparisons</h2>{_table(paired)}"
-        f"<h2>Verifier false positives</h2>{_table(verifiers)}"
-        f"<h2>Questions</h2>{''.join(drill)}</body></html>"
+        "<!doctype html><html><head><meta charset='utf-8'><title>ponder eval: "
+        f"{html.escape(str(meta.get('dataset', '')))}</title><style>{STYLE}</style></head><body>"
+        f"<h1>ponder eval · {html.escape(str(meta.get('dataset', '')))} · "
+        f"{html.escape(str(meta.get('model', '')))}</h1><dl>{facts}</dl>"
+        + (f"<ul>{notes}</ul>" if notes else "")
+        + "<h2>Accuracy against compute</h2>"
+        + "".join(_image(p) for p in images)
+        + "<h2>Strategies × budget</h2><p>Mean per question. Replayed lines: the mean over "
+        "random k-subsets of the stored samples; pass@k: the unbiased estimator. Intervals: "
+        "Wilson for 0/1 outcomes per question, else a bootstrap over questions.</p>"
+        + _results_table(rows)
+        + "<h2>Paired comparisons</h2><p>Same questions; paired bootstrap of the difference "
+        "and McNemar's exact test when both sides are 0/1 per question.</p>"
+        + _table(paired)
+        + "<h2>Verifier false positives</h2><p>How often each scorer ranks a wrong sample "
+        "above every right one (questions with both), and the best-of-k ceiling that implies "
+        "(Stroebl et al. 2024).</p>"
+        + _table(verifier_rows)
+        + "<h2>Questions</h2>"
+        + _drill_down(details, data, n)
+        + "</body></html>"
     )
+
+
+def write_report(
+    out: Path,
+    *,
+    meta: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    paired: Sequence[Mapping[str, Any]],
+    verifiers: Sequence[Verifier],
+    data: Sequence[QuestionData],
+    task: Task,
+    n: int,
+    trees: Mapping[tuple[str, int, str], str],
+) -> dict[str, Path]:
+    from ponder.eval.plots import compute_plot, scaling_plot
+
+    out.mkdir(parents=True, exist_ok=True)
+    details = question_details(data, task, n, trees)
+    title = f"{meta.get('dataset')} · {meta.get('model')} · N={n}"
+    paths = {
+        "json": write_json(
+            {
+                "meta": meta,
+                "results": rows,
+                "comparisons": paired,
+                "verifiers": [v.to_dict() for v in verifiers],
+                "questions": details,
+            },
+            out / "results.json",
+        ),
+        "csv": write_csv(rows, out / "results.csv"),
+        "png": scaling_plot(rows, verifiers, out / "scaling.png", title),
+        "compute": compute_plot(rows, out / "compute.png"),
+    }
+    page = render_html(
+        meta=meta, rows=rows, paired=paired, verifiers=verifiers, details=details, data=data,
+        n=n, images=[paths["png"], paths["compute"]],
+    )  # fmt: skip
+    paths["html"] = out / "report.html"
+    paths["html"].write_text(page, encoding="utf-8")
+    return paths

@@ -1,0 +1,129 @@
+"""Scaling plots: accuracy against tokens, FLOPs and seconds per question.
+
+`scaling.png`: accuracy vs mean tokens per question (prompt + completion, scoring
+included; log x), a 95% band per strategy, pass@k dashed as the oracle ceiling, and per
+scorer the best-of-k ceiling its false positives imply (dotted, Stroebl et al. 2024).
+`compute.png`: the same lines against FLOPs and against wall seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ponder.eval.replay import COVERAGE, Verifier
+
+Row = Mapping[str, Any]
+
+
+def _lines(rows: Sequence[Row]) -> dict[str, list[Row]]:
+    lines: dict[str, list[Row]] = {}
+    for row in rows:
+        if not math.isnan(row["accuracy"]):
+            lines.setdefault(row["strategy"], []).append(row)
+    return {label: sorted(line, key=lambda r: r["k"]) for label, line in lines.items()}
+
+
+def _colors(labels: Sequence[str]) -> dict[str, Any]:
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    others = [x for x in labels if x != COVERAGE]
+    colors: dict[str, Any] = {label: palette(i % palette.N) for i, label in enumerate(others)}
+    colors[COVERAGE] = "black"
+    return colors
+
+
+def _draw(ax: Any, lines: Mapping[str, list[Row]], colors: Mapping[str, Any], x: str) -> None:
+    # many overlapping bands turn into one grey blur: fainter the more lines there are
+    band = max(0.04, min(0.15, 0.6 / max(len(lines), 1)))
+    for label, line in lines.items():
+        xs = [r[x] for r in line]
+        ys = [r["accuracy"] for r in line]
+        coverage = label == COVERAGE
+        ax.plot(
+            xs, ys, marker="s" if line[0].get("live") else "o", markersize=4,
+            linestyle="--" if coverage else "-", color=colors[label],
+            label="pass@k (oracle ceiling)" if coverage else label,
+        )  # fmt: skip
+        ax.fill_between(
+            xs, [r["ci_low"] for r in line], [r["ci_high"] for r in line],
+            color=colors[label], alpha=band * (0.6 if coverage else 1.0), linewidth=0,
+        )  # fmt: skip
+    for r in lines.get(COVERAGE, []):
+        ax.annotate(
+            f"k={r['k']}", (r[x], r["accuracy"]), textcoords="offset points", xytext=(0, 6),
+            ha="center", fontsize=7, color="black",
+        )  # fmt: skip
+    values = [r[x] for line in lines.values() for r in line]
+    if values and min(values) > 0 and max(values) > min(values):
+        from matplotlib.ticker import FuncFormatter, LogLocator
+
+        ax.set_xscale("log", base=2 if x != "flops" else 10)
+        if x != "flops":
+            plain = FuncFormatter(lambda v, _: f"{v:,.4g}")
+            ax.xaxis.set_major_formatter(plain)
+            ax.xaxis.set_minor_locator(LogLocator(base=2, subs=(1.5,)))
+            ax.xaxis.set_minor_formatter(plain)
+            ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+
+
+def scaling_plot(
+    rows: Sequence[Row], verifiers: Sequence[Verifier], path: Path, title: str = ""
+) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = _lines(rows)
+    colors = _colors(list(lines))
+    fig, ax = plt.subplots(figsize=(12, 6))
+    _draw(ax, lines, colors, "tokens")
+    for v in verifiers:
+        if not v.ceiling:
+            continue
+        guide = lines.get(f"best-of-n[{v.scorer}]") or lines.get(COVERAGE, [])
+        at = {r["k"]: r["tokens"] for r in guide}
+        ks = [k for k in sorted(v.ceiling) if k in at]
+        color = colors.get(f"best-of-n[{v.scorer}]", "grey")
+        ax.plot(
+            [at[k] for k in ks], [v.ceiling[k] for k in ks], linestyle=":", linewidth=1.6,
+            color=color,
+            label=f"ceiling from {v.scorer} false positives (rate {v.rate:.2f}; "
+            f"k→∞: {v.ceiling_limit:.2f})",
+        )  # fmt: skip
+    ax.set_xlabel("mean tokens per question (prompt + completion, scoring included)")
+    ax.set_ylabel("accuracy (95% CI)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def compute_plot(rows: Sequence[Row], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = _lines(rows)
+    colors = _colors(list(lines))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5), sharey=True)
+    _draw(left, lines, colors, "flops")
+    left.set_xlabel("mean FLOPs per question (2 x parameters x decoded tokens)")
+    left.set_ylabel("accuracy (95% CI)")
+    _draw(right, lines, colors, "seconds")
+    right.set_xlabel("mean seconds per question")
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
