@@ -121,10 +121,10 @@ def generate(
         seed=seed,
         stop=tuple(stop or ()),
     )
+    if not prompt.strip():
+        raise ConfigError("the prompt is empty: give some text")
     messages = prompt if raw else [{"role": "user", "content": prompt}]
     with make_backend(backend, model, base_url, api_key, timeout) as engine:
-        if not prompt.strip():
-            raise PonderError("the prompt is empty")
         result = engine.generate(messages, params, n=n)
     samples = result.completions
     if as_json:
