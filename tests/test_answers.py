@@ -1,5 +1,11 @@
 """Answer extraction and equivalence for the math task (math-verify underneath)."""
 
+from __future__ import annotations
+
+import random
+import threading
+import time
+
 import pytest
 
 from ponder.tasks import get_task
@@ -14,6 +20,7 @@ EXTRACTION = [
     ("We get \\boxed{\\frac{1}{2}} in the end", "\\frac{1}{2}"),
     ("nested \\boxed{\\frac{\\sqrt{3}}{2}}", "\\frac{\\sqrt{3}}{2}"),
     ("first \\boxed{1} then \\boxed{2}", "2"),
+    ("The answer is 7, I think \\boxed{9}", "9"),  # a box beats the phrase
     ("Janet sells 9 eggs.\n#### 18", "18"),
     ("#### 1,000", "1,000"),
     ("I computed 3 + 4 = 7 and then 7 * 2 = 14", "14"),
@@ -27,6 +34,29 @@ EXTRACTION = [
     ("the answer is \\boxed{7}.", "7"),
     ("**The answer is 12.**", "12"),
     ("Answer: the value is 3, so the answer is 5.", "5"),
+    ("The answer is \u22125.", "-5"),  # unicode minus
+    ("The answer is \\$18.", "18"),
+    ("so it is 18,", "18"),  # a trailing comma is punctuation, not a digit group
+    ("The answer is 18 dollars per day.", "18"),
+    ("The answer is that she has 5 apples.", "5"),
+    ("The answer is x = 4.", "4"),
+    ("The answer is 5 + 3 = 8.", "8"),
+    ("\\boxed{x_1 = 7}", "7"),
+    ("\\boxed{x = 2 \\text{ or } x = 3}", "x = 2 \\text{ or } x = 3"),
+    ("x = 3 and y = 4. The answer is (3, 4).", "(3, 4)"),
+    ("The answer is 50%.", "50%"),
+    ("The answer is:\n\n\\[\n\\boxed{12}\n\\]", "12"),
+    ("The answer is \\(\\boxed{8}\\).", "8"),
+    ("Final Answer: 12", "12"),
+    ("The answer is \\text{(C)}.", "(C)"),
+    ("The answer is 10\\text{ cm}.", "10"),
+    ("from 2-5 we get 3-1", "1"),  # a hyphen between numbers is not a minus sign
+    ("she pays $1,200.50 in total", "1,200.50"),
+    ("The answer is 3.5 hours.", "3.5"),
+    ("The answer is 2\\sqrt{3}.", "2\\sqrt{3}"),
+    ("\\boxed{x^2 + 1} and more text 7", "x^2 + 1"),
+    ("The answer is 18. Let me check that the answer is correct.", "18"),
+    ("So the final answer is Evelyn.", "Evelyn"),
 ]
 
 
@@ -50,8 +80,15 @@ EQUIVALENT = [
     ("(1,2)", "(1, 2)"),
     ("10\\text{ cm}", "10"),
     ("50\\%", "50"),
+    ("50%", "0.5"),  # math-verify's rule: a percentage equals its value and its fraction
     ("2\\pi", "2 \\pi"),
     ("1/3", "\\frac{1}{3}"),
+    ("\u22125", "-5"),
+    ("1,234,567", "1234567"),
+    ("5/10", "1/2"),
+    ("\\frac12", "0.5"),
+    ("1.000", "1"),
+    ("\\text{(C)}", "(C)"),
 ]
 NOT_EQUIVALENT = [
     ("3", "4"),
@@ -62,6 +99,9 @@ NOT_EQUIVALENT = [
     ("100", "1000"),
     ("1/2", "2"),
     ("17", "71"),
+    ("1,2", "12"),  # not a thousands separator
+    ("\\text{A}", "\\text{B}"),
+    ("1e3", "1001"),
 ]
 
 
@@ -74,21 +114,70 @@ def test_equivalent(a: str, b: str) -> None:
 @pytest.mark.parametrize(("a", "b"), NOT_EQUIVALENT)
 def test_not_equivalent(a: str, b: str) -> None:
     assert not TASK.equivalent(a, b)
+    assert not TASK.equivalent(b, a)
 
 
-def test_abstentions_do_not_cluster() -> None:
-    labels = TASK.cluster(["18", "18.0", "$18", None, "17", "1/2", "0.5", None])
-    assert labels == [0, 0, 0, None, 1, 2, 2, None]
+def test_cluster_groups_equivalent_spellings_and_skips_abstentions() -> None:
+    labels = TASK.cluster(["18", "18.0", "$18", None, "17", "1/2", "0.5", None, "\\frac{1}{2}"])
+    assert labels == [0, 0, 0, None, 1, 2, 2, None, 2]
+    # a LaTeX answer joins the class of the plain number that came first
+    assert TASK.cluster(["0.75", "\\dfrac{3}{4}", "3/4", "x = 0.75"]) == [0, 0, 0, 0]
 
 
 def test_correctness_against_gold() -> None:
     assert TASK.is_correct("1,000", "1000")
+    assert TASK.is_correct("x = 5", "5")
     assert not TASK.is_correct(None, "0")
+    assert not TASK.is_correct("17", "18")
 
 
-def test_pathological_input_is_fast() -> None:
-    import time
-
+def test_cluster_of_64_answers_is_fast() -> None:
+    rng = random.Random(0)
+    pool = ["18", "18.00", "$18", "17", "1/2", "0.5", "\\frac{1}{2}", "50%", "2\\sqrt{3}", None]
+    answers = [rng.choice(pool) for _ in range(64)] + [str(i) for i in range(64)]
     started = time.perf_counter()
-    TASK.equivalent("9" * 5000, "(" * 300 + "1" + ")" * 300)
+    labels = TASK.cluster(answers)
+    assert time.perf_counter() - started < 2.0
+    assert len(labels) == 128
+    assert labels[answers.index("18")] == labels[answers.index("$18")]
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("9" * 5000, "(" * 300 + "1" + ")" * 300),
+        ("10^{10^{10}}", "5"),  # sympy would evaluate the tower for ever
+        ("2^{2^{2^{2^{2}}}}", "3"),
+        ("10^{1000000}", "10^{1000000}+1"),
+        ("(10^{9})!", "1"),
+        ("\\sum_{i=1}^{10^{12}} i", "5"),
+    ],
+)
+def test_pathological_answers_are_fast_and_not_equal(a: str, b: str) -> None:
+    started = time.perf_counter()
+    assert not TASK.equivalent(a, b)
     assert time.perf_counter() - started < 5
+
+
+def test_equivalence_works_in_worker_threads() -> None:
+    # math-verify's own timeout uses SIGALRM, which raises outside the main thread
+    results: list[bool] = []
+    thread = threading.Thread(target=lambda: results.append(TASK.equivalent("\\sqrt{4}", "2")))
+    thread.start()
+    thread.join(timeout=30)
+    assert results == [True]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("the answer is " * 20_000 + "\nThe answer is 7.", "7"),
+        ("the answer is x" * 20_000, "x"),
+        ("The answer is 18" + " and so on" * 1_000, "18"),
+        ("Answer: " * 30_000, None),
+    ],
+)
+def test_long_completions_are_searched_quickly(text: str, expected: str | None) -> None:
+    started = time.perf_counter()
+    assert TASK.extract(text) == expected
+    assert time.perf_counter() - started < 0.5

@@ -1,69 +1,122 @@
 """The rule-based arithmetic checker on true, false and tricky claims."""
 
+from __future__ import annotations
+
 import pytest
 
-from ponder.scorers import build_scorer
-from ponder.scorers.arithmetic import NEUTRAL, claims, evaluate, score_text
+from ponder.scorers import SCORERS, build_scorer
+from ponder.scorers.arithmetic import NEUTRAL, claims, find_claims, score_text
 from ponder.scorers.base import Attempt
 
+TRUE = [
+    "48 / 2 = 24",
+    "$5 x 3 = $15",
+    "5 × 3 = 15",
+    "12 ÷ 4 = 3",
+    "20% of 50 is 10",
+    "15% of $80 = $12",
+    "25 percent of 80 = 20",
+    "1,200 + 300 = 1500",
+    "$1,234.50 + $100 = $1,334.50",
+    "(2 + 3) * 4 = 20",
+    "2 + 3 * 4 = 14",
+    "7 - 10 = -3",
+    "-4 * -2 = 8",
+    "So 16 - 3 - 4 = 9 eggs.",
+    "It costs $2.50 * 4 = $10.00.",
+    "3/4 = 0.75",
+    "50% = 0.5",
+    "0.1 + 0.2 = 0.3",
+    "10 / 3 = 3.33",
+    "10 / 3 = 3.3",
+    "2/3 = 0.67",
+    "2/3 = 0.66",  # truncated to the shown precision
+    "1/3 = 33.33%",
+    "10/3 ≈ 3",
+    "2^3 = 8",
+    "3² = 9",
+    "2(3 + 4) = 14",
+    "24 = 48 / 2",
+    "3 times 4 = 12",
+    "5 apples * 3 = 15 apples",
+    "5 + 3 apples = 8",
+    "1) 48/2 = 24",
+    r"\[ \text{Eggs left} = 16 - 3 - 4 = 9 \]",
+    r"\( 4 \times 9 = 36 \)",
+    r"\frac{1}{2} \cdot 10 = 5",
+    r"3 \text{ eggs/day} - 4 \text{ eggs/day} = -1 \text{ egg/day}",
+    r"\$1{,}200 \div 4 = \$300",
+    "10 – 3 = 7",  # en dash as minus
+]
+
+FALSE = [
+    "48 / 2 = 25",
+    "$5 x 3 = $16",
+    "20% of 50 is 12",
+    "1,200 + 300 = 1,600",
+    "10 / 3 = 3.4",
+    "10/3 = 3",  # a whole number must be exact
+    "2/3 = 0.68",
+    "2 + 3 * 4 = 20",
+    "7 - 10 = 3",
+    r"\( 4 \times 9 = 35 \)",
+    "2^10 = 1000",
+    "Janet sells 9 * $2 = $20 worth of eggs.",
+]
+
 CASES = [
-    ("48 / 2 = 24", [True]),
-    ("48 / 2 = 25", [False]),
-    ("$5 x 3 = $15", [True]),
-    ("$5 x 3 = $16", [False]),
-    ("5 × 3 = 15", [True]),
-    ("12 ÷ 4 = 3", [True]),
-    ("20% of 50 is 10", [True]),
-    ("20% of 50 is 12", [False]),
-    ("15% of $80 = $12", [True]),
-    ("1,200 + 300 = 1500", [True]),
-    ("1,200 + 300 = 1,600", [False]),
-    ("10 / 3 = 3.33", [True]),
-    ("10 / 3 = 3.3", [True]),
-    ("10 / 3 = 3.4", [False]),
-    ("10/3 = 3", [False]),
-    ("(2 + 3) * 4 = 20", [True]),
-    ("2 + 3 * 4 = 14", [True]),
-    ("2 + 3 * 4 = 20", [False]),
-    ("7 - 10 = -3", [True]),
-    ("-4 * -2 = 8", [True]),
-    ("So 16 - 3 - 4 = 9 eggs.", [True]),
-    ("It costs $2.50 * 4 = $10.00.", [True]),
-    ("3/4 = 0.75", [True]),
-    ("50% = 0.5", [True]),
-    ("0.1 + 0.2 = 0.3", [True]),
-    ("2 + 3 = 5 + 1 = 6", [False, True]),
+    *((text, [True]) for text in TRUE),
+    *((text, [False]) for text in FALSE),
+    # chains: each "=" is a claim; a middle part may continue a running total
+    ("2 + 3 = 5 + 1 = 6", [True, True]),
+    ("2 + 3 = 6 + 1 = 7", [False, True]),
+    (r"2 \times 9 + 2 \times 36 = 18 + 72 = 90", [True, True]),
+    ("12 * 3 = 36, 36 + 4 = 40", [True, True]),  # a comma and a space do not join numbers
     ("12 * 2 = 24\nthen 24 + 6 = 31", [True, False]),
+    ("In week 2 earnings = 5 * 3 = 15", [True]),  # "2 earnings" is not "2 ="
+    ("Step 2 (3 + 4) = 7", [True]),  # "2 (" is a label, "2(" multiplies
+    # nothing to check
     ("x = 5", []),
     ("She has 3 apples and 4 pears.", []),
     ("1/0 = 5", []),
     ("24 = 24", []),
     ("The answer is 18.", []),
+    ("2 is 5 * 3", []),  # "is" after a bare number is prose, not "="
+    ("Call 555-1234 on 2024-01-05.", []),
+    ("2 ** 1000 = 5", []),  # exponent too large to check: skipped, never evaluated
 ]
 
 
 @pytest.mark.parametrize(("text", "expected"), CASES)
 def test_claims(text: str, expected: list[bool]) -> None:
-    assert claims(text) == expected
+    assert claims(text) == expected, find_claims(text)
 
 
-def test_exact_fractions_not_floats() -> None:
-    assert evaluate("1/3 + 1/3 + 1/3") == 1
-    assert evaluate("0.1 + 0.2") * 10 == 3
-    with pytest.raises(ValueError):
-        evaluate("__import__('os')")
-    with pytest.raises(ValueError):
-        evaluate("2 +")
+def test_the_table_is_big_enough() -> None:
+    assert len(TRUE) + len(FALSE) >= 30 and len(CASES) >= 60
+
+
+def test_no_eval_and_no_floats() -> None:
+    assert claims("__import__('os').system('true') = 0") == []
+    assert claims("0.1 + 0.2 = 0.30000000000000004") == [False]  # exact, not binary floats
+    assert claims("1/3 + 1/3 + 1/3 = 1") == [True]
+    long = " + ".join(["1"] * 200) + " = 200"
+    assert claims(long) == []  # too long to be a claim worth parsing
 
 
 def test_step_scores() -> None:
     assert score_text("no claims here") == NEUTRAL
     assert score_text("2 + 2 = 4 and 3 + 3 = 7") == 0.5
+    assert score_text("2 + 2 = 4 and 3 + 3 = 6 and 1 + 1 = 3") == pytest.approx(2 / 3)
     scorer = build_scorer("arithmetic")
+    assert scorer.process and scorer.outcome and scorer.score_range == (0.0, 1.0)
     batch = scorer.score(
         [
             Attempt("q", ("2 + 2 = 5\n\n", "3 * 3 = 9\n\n")),  # judges the last step only
             Attempt("q", ("2 + 2 = 5\n\n",)),
+            Attempt("q", ()),
         ]
     )
-    assert batch.scores == (1.0, 0.0)
+    assert batch.scores == (1.0, 0.0, NEUTRAL)
+    assert batch.usage.decoded_tokens == 0  # no model
+    assert SCORERS.canonical("calc") == "arithmetic"

@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ponder.backends import Backend, SamplingParams
-from ponder.backends.base import Completion, TokenLogprob
+from ponder.backends.base import Completion, Prompt, TextScore, TokenLogprob
 from ponder.backends.scripted import ScriptedBackend
-from ponder.errors import ScorerError, UnsupportedError
+from ponder.errors import ConfigError, ScorerError, UnsupportedError
 from ponder.scorers import Attempt, build_scorer
 from ponder.usage import Usage
 
@@ -46,36 +46,80 @@ def test_mean_logprob_and_self_certainty() -> None:
     )
 
 
-def test_self_eval_reads_p_yes_and_counts_its_tokens() -> None:
-    backend = ScriptedBackend(["Yes"], token_logprob=math.log(0.8))
+def _yes_no(prompt: str, reply: str) -> float:
+    """Exact log-probabilities a scripted judge gives: P(Yes) = 0.6, P(No) = 0.2."""
+    return math.log(0.6) if reply == "Yes" else math.log(0.2)
+
+
+def test_self_eval_scores_yes_and_no_exactly_where_the_backend_can() -> None:
+    backend = ScriptedBackend(score_rule=_yes_no)
     scorer = build_scorer("self-eval", backend=backend)
-    batch = scorer.score([Attempt.whole("2+2?", Completion("4", "stop", Usage()))])
-    # the scripted backend's top alternatives hold only "Yes": P(Yes)/(P(Yes)+P(No)) = 1
-    assert batch.scores == (1.0,)
-    assert batch.usage.calls == 1 and batch.usage.prompt_tokens > 0
-    assert "Is this answer correct?" in backend.requests[0].text
+    batch = scorer.score([Attempt.whole("2+2?", Completion("4", "stop", Usage()))] * 3)
+    assert batch.scores == pytest.approx((0.75,) * 3)  # 0.6 / (0.6 + 0.2)
+    assert scorer.method == "score"  # type: ignore[attr-defined]
+    assert batch.usage.calls == 6 and batch.usage.prompt_tokens > 0
+    assert backend.requests == []  # nothing was generated
+
+
+class _NoChatScoring(ScriptedBackend):
+    """Like the HTTP backend: can generate with logprobs, cannot score a chat reply."""
+
+    async def ascore(self, prompt: Prompt, continuation: str) -> TextScore:
+        raise UnsupportedError("scoring a chat prompt over HTTP is not possible")
+
+
+def test_self_eval_reads_top_logprobs_elsewhere_and_counts_its_tokens() -> None:
+    backend = _NoChatScoring(["Yes"], token_logprob=math.log(0.8))
+    scorer = build_scorer("self-eval", backend=backend)
+    batch = scorer.score([Attempt.whole("2+2?", Completion("4", "stop", Usage()))] * 2)
+    # the scripted backend's alternatives hold only "Yes": P(Yes)/(P(Yes)+P(No)) = 1
+    assert batch.scores == (1.0, 1.0)
+    assert scorer.method == "logprobs"  # type: ignore[attr-defined]
+    assert batch.usage.calls == 2 and batch.usage.completion_tokens == 2
+    request = backend.requests[0]
+    assert "Is this answer correct? Answer Yes or No." in request.text
+    assert request.params.max_tokens == 1 and request.params.temperature == 0.0
+    assert request.params.top_logprobs == 5  # all the scripted backend has
     step = Attempt("2+2?", ("2+2 is 4.\n\n", "So 4.\n\n"), None)
-    scorer.score([step])
+    build_scorer("self-eval", backend=backend, method="logprobs").score([step])
     assert "Is this next step correct?" in backend.requests[-1].text
+    assert "Steps so far:\n2+2 is 4." in backend.requests[-1].text
+
+
+def test_self_eval_gives_nan_when_neither_word_is_among_the_alternatives() -> None:
+    backend = ScriptedBackend(["Maybe"])
+    batch = build_scorer("self-eval", backend=backend, method="logprobs").score(
+        [Attempt.whole("q", Completion("4", "stop", Usage()))]
+    )
+    assert math.isnan(batch.scores[0])
 
 
 def test_self_eval_on_the_embedded_model(embedded_backend: Backend) -> None:
-    scorer = build_scorer("self-eval", backend=embedded_backend)
     right = Attempt.whole(
         "What is 2 + 2?", Completion("2 + 2 = 4. The answer is 4.", "stop", Usage())
     )
     wrong = Attempt.whole(
         "What is 2 + 2?", Completion("2 + 2 = 5. The answer is 5.", "stop", Usage())
     )
-    batch = scorer.score([right, wrong])
+    exact = build_scorer("self-eval", backend=embedded_backend)
+    batch = exact.score([right, wrong])
+    assert exact.method == "score"  # type: ignore[attr-defined]
     assert all(0.0 <= s <= 1.0 for s in batch.scores)
     assert batch.scores[0] > batch.scores[1]
-    assert batch.usage.calls == 2
+    assert batch.usage.calls == 4
+    assert batch.usage.cached_prompt_tokens > 0  # "No" reuses the prompt scored for "Yes"
+    read = build_scorer("self-eval", backend=embedded_backend, method="logprobs")
+    # both read the same next-token distribution; "logprobs" also counts " yes", "YES"...
+    assert read.score([right, wrong]).scores == pytest.approx(batch.scores, abs=0.05)
 
 
-def test_self_eval_refuses_a_backend_without_logprobs() -> None:
-    with pytest.raises(UnsupportedError, match="logprobs"):
-        build_scorer("self-eval", backend=ScriptedBackend(logprobs=False))
+def test_self_eval_refuses_a_backend_that_can_neither_score_nor_read_logprobs() -> None:
+    with pytest.raises(UnsupportedError, match="self-eval"):
+        build_scorer("self-eval", backend=ScriptedBackend(logprobs=False, scoring=False))
+    with pytest.raises(UnsupportedError, match="exact scoring"):
+        build_scorer("self-eval", backend=ScriptedBackend(scoring=False), method="score")
+    with pytest.raises(ConfigError, match="method"):
+        build_scorer("self-eval", backend=ScriptedBackend(), method="guess")
 
 
 def test_oracle_knows_the_gold_answer() -> None:
@@ -90,25 +134,43 @@ def test_oracle_knows_the_gold_answer() -> None:
 
 
 class _Reward(BaseHTTPRequestHandler):
+    """A reward model on loopback speaking vLLM's /classify and /pooling shapes."""
+
     delay = 0.0
+    trickle = False
     shape = "classify"
+    status = 200
+    bodies: list[dict[str, object]]
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.bodies.append({"body": body, "auth": self.headers.get("Authorization")})
         time.sleep(self.delay)
         texts = body["input"]
         if self.shape == "classify":
-            reply = {"data": [{"probs": [0.1, 0.9 if "4" in t else 0.2]} for t in texts]}
+            reply: object = {"data": [{"probs": [0.1, 0.9 if "4." in t else 0.2]} for t in texts]}
         elif self.shape == "pooling":
-            reply = {"data": [{"data": [0.0, 0.5, 2.0 if "4" in t else -1.0]} for t in texts]}
+            reply = {"data": [{"data": [0.0, 0.5, 2.0 if "4." in t else -1.0]} for t in texts]}
+        elif self.shape == "scores":
+            reply = {"scores": [len(t) for t in texts]}
+        elif self.shape == "short":
+            reply = {"data": [{"probs": [0.5, 0.5]}]}
         else:
             reply = {"oops": True}
         data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(self.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            chunks = [data[i : i + 1] for i in range(len(data))] if self.trickle else [data]
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                if self.trickle:
+                    time.sleep(0.05)  # each read is quick, the whole reply is not
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, as it should
 
     def log_message(self, *args: object) -> None:
         pass
@@ -116,12 +178,13 @@ class _Reward(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def reward_server() -> Iterator[tuple[str, type[_Reward]]]:
-    handler = type("Handler", (_Reward,), {})
+    handler = type("Handler", (_Reward,), {"bodies": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/classify", handler
     server.shutdown()
+    server.server_close()
 
 
 ATTEMPTS = [
@@ -130,15 +193,40 @@ ATTEMPTS = [
 ]
 
 
-def test_reward_http_shapes(reward_server: tuple[str, type[_Reward]]) -> None:
+def test_reward_http_request_and_response_shapes(
+    reward_server: tuple[str, type[_Reward]],
+) -> None:
     url, handler = reward_server
-    scorer = build_scorer("reward-http", url=url, timeout=5)
+    scorer = build_scorer("reward-http", url=url, model="rm", api_key="k", timeout=5)
     assert scorer.score(ATTEMPTS).scores == (0.9, 0.2)
+    sent = handler.bodies[0]
+    assert sent["body"] == {
+        "model": "rm",
+        "input": ["2+2?\n\nThe answer is 4.", "2+2?\n\nThe answer is 5."],
+    }
+    assert sent["auth"] == "Bearer k"
     handler.shape = "pooling"
     assert scorer.score(ATTEMPTS).scores == (2.0, -1.0)
-    handler.shape = "garbage"
-    with pytest.raises(ScorerError, match="unexpected reply"):
-        scorer.score(ATTEMPTS)
+    handler.shape = "scores"
+    assert scorer.score(ATTEMPTS).scores == (22.0, 22.0)
+    batched = build_scorer("reward-http", url=url, batch_size=1)
+    handler.bodies.clear()
+    assert len(batched.score(ATTEMPTS).scores) == 2
+    assert [len(b["body"]["input"]) for b in handler.bodies] == [1, 1]  # type: ignore[index,arg-type]
+    assert "model" not in handler.bodies[0]["body"]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("shape", "status", "message"),
+    [("garbage", 200, "unexpected reply"), ("short", 200, "1 scores for 2"), ("x", 503, "503")],
+)
+def test_reward_http_bad_replies(
+    reward_server: tuple[str, type[_Reward]], shape: str, status: int, message: str
+) -> None:
+    url, handler = reward_server
+    handler.shape, handler.status = shape, status
+    with pytest.raises(ScorerError, match=message):
+        build_scorer("reward-http", url=url, timeout=5).score(ATTEMPTS)
 
 
 def test_reward_http_slow_or_down(reward_server: tuple[str, type[_Reward]]) -> None:
@@ -147,9 +235,18 @@ def test_reward_http_slow_or_down(reward_server: tuple[str, type[_Reward]]) -> N
     started = time.perf_counter()
     with pytest.raises(ScorerError, match=r"within 0\.5 s"):
         build_scorer("reward-http", url=url, timeout=0.5).score(ATTEMPTS)
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 1.5
+    handler.delay, handler.trickle = 0.0, True
+    started = time.perf_counter()
+    with pytest.raises(ScorerError, match=r"within 0\.5 s"):
+        build_scorer("reward-http", url=url, timeout=0.5).score(ATTEMPTS)
+    assert time.perf_counter() - started < 1.5
+    started = time.perf_counter()
     with pytest.raises(ScorerError, match="unreachable"):
         build_scorer("reward-http", url="http://127.0.0.1:9/none", timeout=2).score(ATTEMPTS)
+    assert time.perf_counter() - started < 2.0
+    with pytest.raises(ConfigError, match="http"):
+        build_scorer("reward-http", url="localhost:8000/classify")
 
 
 def test_sampling_asks_for_logprobs_the_scorer_reads() -> None:

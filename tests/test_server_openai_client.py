@@ -180,7 +180,7 @@ def test_errors_reach_the_client_as_openai_exceptions(client: openai.OpenAI) -> 
     with pytest.raises(openai.APIError) as streamed:
         # a failure after the stream started arrives as an error event the client raises
         stream = client.chat.completions.create(
-            model="beam-search@2/m", messages=CHAT, stream=True,  # type: ignore[arg-type]
+            model="beam-search@4/m", messages=CHAT, stream=True,  # type: ignore[arg-type]
             extra_body={"ponder": {"scorer": "arithmetic", "budget": {"tokens": 10}}},
         )  # fmt: skip
         list(stream)

@@ -7,6 +7,7 @@ Commands whose code lives with their subsystem (eval, serve) are registered at t
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -240,18 +241,17 @@ def solve(
 ) -> None:
     """Answer QUESTION by spending a budget with a strategy; print the answer and its cost."""
     from ponder import make_strategy
-    from ponder.scorers import SCORERS
-    from ponder.strategies import STRATEGIES
 
-    # names first: a typo should not wait for a model to load
-    STRATEGIES.canonical(strategy)
-    if process_scorer or scorer:
-        SCORERS.canonical(process_scorer or scorer or "")
     options = _parse_options(option)
     flags = {"beam_width": beam_width, "step_delimiter": step_delimiter}
     options.update({k: v for k, v in flags.items() if v is not None})
+    if particles is not None and n is not None and particles != n:
+        raise ConfigError(f"--particles {particles} and -n {n} disagree: give one of them")
     n = particles if particles is not None else n
+    if scorer and process_scorer:
+        raise ConfigError("give --scorer or --process-scorer, not both")
     chosen_scorer = process_scorer or scorer
+    _check_solve_names(strategy, chosen_scorer, process_scorer is not None, options)
     scorer_options = {"url": reward_url} if reward_url else None
     sampling = SamplingParams(max_tokens=max_tokens, temperature=temperature)
     with make_backend(backend, model, base_url, api_key, timeout) as engine:
@@ -272,9 +272,55 @@ def solve(
     if as_json:
         data = result.to_dict()
         data["model"] = engine.model_id
-        print_json(data)
+        print_json(_finite(data))
         return
     _print_result(result, engine.model_id)
+
+
+_SET_BY_FLAGS = frozenset({"task", "scorer", "sampling", "budget", "seed"})
+"""Strategy fields that `ponder solve` fills from its own flags, not from --option."""
+
+
+def _check_solve_names(
+    strategy: str, scorer: str | None, process: bool, options: dict[str, Any]
+) -> None:
+    """Names and options first: a typo should not wait for a model to load."""
+    import dataclasses
+
+    from ponder.scorers import SCORERS
+    from ponder.strategies import STRATEGIES
+
+    cls = STRATEGIES.get(strategy)
+    if scorer is not None and SCORERS.get(scorer).uses_gold:
+        raise ConfigError(
+            f"scorer {scorer!r} knows the gold answer; it is for evaluation only (ponder eval)"
+        )
+    if process and not cls.step_level:
+        raise ConfigError(
+            f"--process-scorer is for step-level strategies; {cls.name!r} judges whole "
+            "answers: use --scorer"
+        )
+    if cls.needs_scorer and scorer is None:
+        flag = "--process-scorer" if cls.step_level else "--scorer"
+        raise ConfigError(f"strategy {cls.name!r} needs a scorer ({flag})")
+    fields = {f.name for f in dataclasses.fields(cls)} - _SET_BY_FLAGS
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ConfigError(
+            f"strategy {cls.name!r} has no option {', '.join(unknown)}; "
+            f"its options: {', '.join(sorted(fields))}"
+        )
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: a score the scorer could not give is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _run_with_progress(plan: Any, question: str, engine: Backend) -> Any:
@@ -296,11 +342,16 @@ def _run_with_progress(plan: Any, question: str, engine: Backend) -> Any:
 def _print_result(result: Any, model_id: str) -> None:
     from rich.table import Table
 
+    if result.text is not None:
+        console.rule(f"chosen sample #{result.chosen}", style="dim")
+        console.print(result.text.strip(), markup=False, highlight=False)
+        console.rule(style="dim")
     if result.trace.votes:
         table = Table("answer", "votes", "weight", "samples", title="vote table")
         for vote in result.trace.votes:
             members = ", ".join(str(i) for i in vote.members[:12])
-            table.add_row(vote.answer, str(vote.count), f"{vote.weight:.4g}", members)
+            more = f" (+{len(vote.members) - 12})" if len(vote.members) > 12 else ""
+            table.add_row(vote.answer, str(vote.count), f"{vote.weight:.4g}", members + more)
         console.print(table)
     abstained = sum(c.answer is None for c in result.candidates)
     if abstained:
@@ -311,7 +362,9 @@ def _print_result(result: Any, model_id: str) -> None:
     u = result.usage
     console.print(
         f"{model_id}: {u.prompt_tokens} prompt tokens ({u.cached_prompt_tokens} cached), "
-        f"{u.completion_tokens} completion tokens, {u.calls} calls, {result.seconds:.1f} s"
+        f"{u.completion_tokens} completion tokens, {u.calls} calls, {result.seconds:.1f} s",
+        markup=False,
+        highlight=False,
     )
     console.print(f"answer: {result.answer}", markup=False, highlight=False, style="bold")
 
@@ -328,22 +381,21 @@ def strategies() -> None:
     from ponder.scorers import SCORERS
     from ponder.strategies import STRATEGIES
 
+    def line(name: str, kind: str, summary: str) -> None:
+        # one line each, however narrow the terminal: easy to grep
+        console.print(f"  {name:<19} {kind:<33} {summary}", markup=False, soft_wrap=True)
+
     console.print("[bold]strategies[/bold]")
     for name, cls in STRATEGIES.items():
         kind = "step-level" if cls.step_level else "sample"
-        need = ", needs --scorer" if cls.needs_scorer else ""
-        console.print(f"  {name:<20} {cls.summary} ({kind}{need})", markup=False, highlight=False)
+        line(name, kind + (", needs --scorer" if cls.needs_scorer else ""), cls.summary)
     console.print("[bold]scorers[/bold]")
     for name, scorer in SCORERS.items():
         kinds = "/".join(
             k for k, on in (("outcome", scorer.outcome), ("process", scorer.process)) if on
         )
         low, high = scorer.score_range
-        console.print(
-            f"  {name:<20} {scorer.summary} ({kinds}; range {low:g}..{high:g})",
-            markup=False,
-            highlight=False,
-        )
+        line(name, f"{kinds}, range {low:g}..{high:g}", scorer.summary)
 
 
 def _register_subsystems() -> None:

@@ -33,12 +33,20 @@ def _mean_logprob(attempt: Attempt) -> float:
 @SCORERS.register("self-certainty")
 class SelfCertainty(Scorer):
     """Self-certainty (Kang et al. 2025, "Scalable Best-of-N Selection for Large Language
-    Models via Self-Certainty"): the mean over tokens of KL(U || p), how far each next-token
-    distribution is from uniform; confident answers score higher.
+    Models via Self-Certainty"): the mean over the answer's tokens of KL(U || p), how far
+    each next-token distribution p is from uniform U; confident answers score higher.
 
-    HTTP backends return only the top-k alternatives per token, so p is the distribution
-    renormalised over those k tokens and U is uniform over them:
-    KL(U || p) = -log k - (1/k) * sum_j log p_j. Range [0, inf), higher is more certain.
+    Approximation: the paper sums over the whole vocabulary, but backends return only the
+    top-k alternatives per token (k = 5 here; HTTP APIs cap it at 20), so p is renormalised
+    over those k tokens and U is uniform over them:
+
+        KL(U || p_k) = -log k - (1/k) * sum_{j <= k} log p_j
+
+    The full-vocabulary value is dominated by the tail of tiny probabilities, which the top
+    k cannot see; this version measures how peaked the head of the distribution is (0 when
+    the k alternatives are equally likely). It ranks answers by the same intuition, not by
+    the same numbers. Positions with fewer than two alternatives are skipped.
+    Range [0, inf), higher is more certain.
     """
 
     name = "self-certainty"

@@ -1,4 +1,5 @@
-"""The gold-answer oracle: 1 when the extracted answer equals the gold one, else 0.
+"""The gold-answer oracle: 1 when the extracted answer equals the gold one, else 0 (range
+[0, 1], only ever 0 or 1).
 
 For evaluation only (`uses_gold`): strategies refuse it, so no reported accuracy can come
 from peeking at the answer.

@@ -16,12 +16,15 @@ Response: one of
     the last step's score);
   * `{"scores": [s_1, ...]}` or `{"rewards": [...]}`: one number per input.
 
-Scores are passed through as the server gives them (their range is the model's). A server
-that is down, slow past `timeout`, or answers with something else raises `ScorerError`.
+Texts go in batches of `batch_size` per request. Scores are passed through as the server
+gives them (their range is the model's). A server that is down, takes longer than `timeout`
+seconds for a request (the whole request, not each read), or answers with something else
+raises `ScorerError`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -67,8 +70,10 @@ class RewardHTTP(Scorer):
         if self.model:
             body["model"] = self.model
         try:
-            response = await client.post(self.url, json=body)
-        except httpx.TimeoutException:
+            # httpx's timeout bounds each read, not the whole reply: a server that trickles
+            # bytes would never time out without this deadline
+            response = await asyncio.wait_for(client.post(self.url, json=body), self.timeout)
+        except (TimeoutError, httpx.TimeoutException):
             raise ScorerError(
                 f"reward model at {self.url} did not answer within {self.timeout:g} s"
             ) from None

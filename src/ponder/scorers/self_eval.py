@@ -1,11 +1,24 @@
 """Self-evaluation: the model judges its own answer (or last step) and we read P("Yes").
 
 Kadavath et al. 2022 ("Language Models (Mostly) Know What They Know") and Xie et al. 2023
-("Self-Evaluation Guided Beam Search for Reasoning"): ask "Is this answer correct? Answer
-Yes or No." and take the probability the model gives to "Yes" on its first token, normalised
-against "No": score = P(Yes) / (P(Yes) + P(No)), in [0, 1]. One greedy token with the top-20
-alternatives per attempt; on the embedded backend those logprobs are exact. When neither
-word is among the alternatives the attempt gets NaN (dropped, never an invented score).
+("Self-Evaluation Guided Beam Search for Reasoning"): ask the same model "Is this answer
+correct? Answer Yes or No." (process mode: "Is this next step correct?" about the last step,
+with the steps before it) and normalise its first-token probabilities:
+
+    score = P(Yes) / (P(Yes) + P(No))        range [0, 1], higher = judged correct
+
+Two ways to read the probabilities (`method`):
+
+* "score": the exact log-probabilities of the replies "Yes" and "No" with `backend.ascore`
+  (two calls per attempt; the second reuses the prompt's KV on the embedded backend).
+* "logprobs": one greedy token with its top-20 alternatives; P(Yes) sums the alternatives
+  that read "yes" in any case or spacing, P(No) likewise. When neither is among them the
+  attempt gets NaN (not judged), never an invented score.
+* "auto" (default): "score" on backends that can score a chat reply (embedded), else
+  "logprobs". HTTP backends say they cannot (`UnsupportedError`: the OpenAI API does not
+  expose the chat template), which is how "auto" finds out, once per scorer.
+
+Attempts are judged concurrently; the tokens spent are returned in `ScoreBatch.usage`.
 """
 
 from __future__ import annotations
@@ -13,12 +26,15 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 from ponder.backends.base import Backend, Message, SamplingParams
-from ponder.errors import UnsupportedError
+from ponder.errors import ConfigError, UnsupportedError
 from ponder.scorers.base import SCORERS, Attempt, ScoreBatch, Scorer
 from ponder.usage import Usage
 
+Method = Literal["auto", "score", "logprobs"]
+METHODS: tuple[Method, ...] = ("auto", "score", "logprobs")
 _ALTERNATIVES = 20
 
 
@@ -30,22 +46,65 @@ class SelfEval(Scorer):
     process = True
     needs_backend = True
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, method: Method = "auto") -> None:
+        if method not in METHODS:
+            raise ConfigError(
+                f"self-eval method must be one of {', '.join(METHODS)}, got {method!r}"
+            )
         self.backend = backend
+        self.method: Method = method
+        """The method in use; "auto" until the first attempt settles it."""
 
     def check(self, backend: Backend) -> None:
         super().check(backend)
-        if not self.backend.capabilities.logprobs:
+        caps = self.backend.capabilities
+        can_score = caps.scoring and self.method != "logprobs"
+        can_read = caps.logprobs and caps.top_logprobs > 0 and self.method != "score"
+        if not (can_score or can_read):
+            wanted = {
+                "auto": "exact scoring or top logprobs",
+                "score": "exact scoring",
+                "logprobs": "top logprobs",
+            }[self.method]
             raise UnsupportedError(
-                f"scorer 'self-eval' reads token logprobs, which backend "
-                f"{self.backend.model_id!r} does not return; pick another scorer"
+                f"scorer 'self-eval' (method {self.method}) needs {wanted}, which backend "
+                f"{self.backend.model_id!r} does not offer; pick another scorer or method"
             )
 
     async def ascore(self, attempts: Sequence[Attempt]) -> ScoreBatch:
-        results = await asyncio.gather(*(self._one(a) for a in attempts))
+        results: list[tuple[float, Usage]] = []
+        pending = list(attempts)
+        if self.method == "auto" and pending:
+            results.append(await self._settle(pending.pop(0)))
+        results += await asyncio.gather(*(self._one(a) for a in pending))
         return ScoreBatch(tuple(s for s, _ in results), Usage.total(u for _, u in results))
 
+    async def _settle(self, attempt: Attempt) -> tuple[float, Usage]:
+        """Judge one attempt and fix the method "auto" stands for on this backend."""
+        if self.backend.capabilities.scoring:
+            try:
+                result = await self._by_score(attempt)
+            except UnsupportedError:
+                pass
+            else:
+                self.method = "score"
+                return result
+        self.method = "logprobs"
+        return await self._by_logprobs(attempt)
+
     async def _one(self, attempt: Attempt) -> tuple[float, Usage]:
+        if self.method == "score":
+            return await self._by_score(attempt)
+        return await self._by_logprobs(attempt)
+
+    async def _by_score(self, attempt: Attempt) -> tuple[float, Usage]:
+        prompt = judge_prompt(attempt)
+        # one after the other, so the second call finds the prompt in the KV cache
+        yes = await self.backend.ascore(prompt, "Yes")
+        no = await self.backend.ascore(prompt, "No")
+        return 1.0 / (1.0 + math.exp(no.logprob - yes.logprob)), yes.usage + no.usage
+
+    async def _by_logprobs(self, attempt: Attempt) -> tuple[float, Usage]:
         params = SamplingParams(
             max_tokens=1,
             temperature=0.0,
@@ -58,23 +117,27 @@ class SelfEval(Scorer):
             return math.nan, generation.usage
         first = completion.logprobs[0]
         alternatives = first.top or ((first.token, first.logprob),)
-        yes = sum(math.exp(lp) for t, lp in alternatives if t.strip().lower() == "yes")
-        no = sum(math.exp(lp) for t, lp in alternatives if t.strip().lower() == "no")
+        yes = math.fsum(math.exp(lp) for t, lp in alternatives if _reads(t, "yes"))
+        no = math.fsum(math.exp(lp) for t, lp in alternatives if _reads(t, "no"))
         if yes + no == 0.0:
             return math.nan, generation.usage
         return yes / (yes + no), generation.usage
 
 
+def _reads(token: str, word: str) -> bool:
+    return token.strip().lower() == word
+
+
 def judge_prompt(attempt: Attempt) -> tuple[Message, ...]:
     if len(attempt.steps) <= 1:
         body = (
-            f"Question:\n{attempt.question}\n\nProposed answer:\n{attempt.text.strip()}\n\n"
-            "Is this answer correct? Answer Yes or No."
+            f"Question:\n{attempt.question.strip()}\n\nProposed answer:\n{attempt.text.strip()}"
+            "\n\nIs this answer correct? Answer Yes or No."
         )
     else:
         before = "".join(attempt.steps[:-1]).strip()
         body = (
-            f"Question:\n{attempt.question}\n\nSteps so far:\n{before}\n\n"
+            f"Question:\n{attempt.question.strip()}\n\nSteps so far:\n{before}\n\n"
             f"Next step:\n{attempt.steps[-1].strip()}\n\n"
             "Is this next step correct? Answer Yes or No."
         )

@@ -1,74 +1,178 @@
-"""What step-level searches share: extending partial solutions by one step, scoring the
-new steps, keeping the search tree, and turning it into a Result.
+"""What step-level searches share: steps, the search tree, scoring, budgets, the Result.
 
-A step is the text the model writes up to the step delimiter (a blank line by default),
-the delimiter included, so a partial solution is exactly the text the model produced and
-the embedded backend continues it from its KV cache without decoding it again. A path is
-finished when the model ends its answer (end of sequence) or after `max_steps` steps; a
-step that reaches `max_step_tokens` without the delimiter is cut there (noted in the trace).
+**Steps.** A step is the text the model writes up to the step delimiter: a blank line by
+default; `newline`; `step` (a line starting `Step k:` opens the next step); any literal
+string; or `re:PATTERN`, a regular expression. Literal delimiters are backend stop strings
+kept in the text (`include_stop`), so a partial solution is exactly the text the model
+produced and the embedded backend continues it from its KV cache without decoding it again.
+Backends cannot stop at a regular expression: a `re:` step is sampled up to
+`max_step_tokens` and cut after the first match (the tokens past it are spent, and counted).
+A step that reaches `max_step_tokens` without a delimiter is kept as it is and the trace says
+so. A path is finished when the model ends its answer (end of sequence, or one of the
+sampling's own stop strings) or after `max_steps` steps.
 
-Scores: the process scorer judges the last step of each path; a node the scorer cannot
-judge (an exception or NaN) is dropped and counted, and the search goes on. Path scores
-aggregate the step scores (`last`, `min`, `prod`, `mean`, as in the papers).
+**One call per round.** `Search.extend(parents, k)` asks for `k` next steps of every parent in
+one `acontinue` call, then scores every new step with the process scorer: each distinct
+partial solution once, concurrently, in its own call so its cost is known. A node the scorer
+cannot judge (it raises, or returns NaN) is dropped and counted, and the search goes on; only
+a scorer that has failed on every node so far stops the run (`ScorerError`: a reward server
+that is down should say so, not answer at random).
+
+**Path scores.** Step scores are put on one [0, 1] scale (log-probabilities exponentiated,
+unbounded scores through a logistic) and aggregated along the path as the papers do:
+`last` (the PRM's value of the prefix, Snell et al.), `min`, `prod` or `mean`.
+
+**Usage.** Every node carries what it cost: its completion (the backend charges a group's
+prompt, i.e. the part of the parent not already in the KV cache, to the group's first
+completion), its own scoring call, and, for the first node of each backend call, the call
+itself (`calls`, wall time). The run's Usage is the sum over its nodes; the root holds nothing.
+
+**Budget.** `budget.samples` is N (beams, subtrees x width, particles, solutions). A token
+budget counts decoded tokens, scoring included, and is checked before each round: the round
+that crosses it is the last, and the search answers with the best finished path, or the best
+partial one when none finished. A token budget below one step raises `BudgetError`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+import numpy as np
+
 from ponder.backends.base import Backend, Completion, SamplingParams, TokenCallback
-from ponder.errors import BudgetError, ConfigError
+from ponder.errors import BudgetError, ConfigError, PonderError, ScorerError
 from ponder.result import Candidate, Node, NodeStatus, Result, Trace
-from ponder.scorers.base import Attempt
+from ponder.scorers.base import Attempt, Scorer
 from ponder.strategies.base import Strategy, vote_table
 from ponder.usage import Usage
 
 Aggregate = Literal["last", "min", "prod", "mean"]
-DELIMITERS = {"blank-line": "\n\n", "newline": "\n", "step": "\nStep "}
+AGGREGATES = ("last", "min", "prod", "mean")
+DEFAULT_SAMPLES = 8
+"""N when the budget gives only tokens."""
 
 
-@dataclass
-class Path:
-    """A partial solution: the id of its last node, its steps and their scores."""
+@dataclass(frozen=True, slots=True)
+class Delimiter:
+    """Where a step ends: at the first match of `pattern` that leaves some text before it."""
 
-    node: int
-    steps: tuple[str, ...]
-    scores: tuple[float, ...]
-    done: bool = False
+    spec: str
+    pattern: re.Pattern[str]
+    stops: tuple[str, ...]
+    """Strings the backend stops at (none for a regular expression)."""
+    opens_next: bool = False
+    """The match is the head of the next step (`Step 2:`): the step ends where it starts."""
+
+    NAMED: ClassVar[dict[str, str]] = {"blank-line": "\n\n", "newline": "\n"}
+
+    @classmethod
+    def parse(cls, spec: str) -> Delimiter:
+        if not isinstance(spec, str) or not spec:
+            raise ConfigError(
+                "step_delimiter must be a non-empty string: blank-line, newline, step, "
+                "a literal string or re:PATTERN"
+            )
+        if spec == "step":
+            return cls(spec, re.compile(r"(?<=\n)Step "), ("\nStep ",), opens_next=True)
+        if spec.startswith("re:"):
+            try:
+                pattern = re.compile(spec[3:])
+            except re.error as exc:
+                raise ConfigError(f"step_delimiter {spec!r} is not a valid regex: {exc}") from None
+            if pattern.search("") is not None:
+                raise ConfigError(
+                    f"step_delimiter {spec!r} matches the empty string; every step would be empty"
+                )
+            return cls(spec, pattern, ())
+        literal = cls.NAMED.get(spec, spec.replace("\\n", "\n").replace("\\t", "\t"))
+        return cls(spec, re.compile(re.escape(literal)), (literal,))
+
+    def end(self, text: str) -> int | None:
+        """Where the step ends in `text` (None: no delimiter in it)."""
+        for match in self.pattern.finditer(text):
+            end = match.start() if self.opens_next else match.end()
+            if text[:end].strip():
+                return end
+        return None
+
+
+@dataclass(eq=False)
+class Branch:
+    """A node of the search tree while the search runs: a partial solution ending in `step`."""
+
+    id: int
+    parent: Branch | None
+    step: str
     completion: Completion | None = None
+    usage: Usage = Usage()
+    status: NodeStatus = "open"
+    done: bool = False
+    """Finished: the model ended its answer (`ended`) or the path has `max_steps` steps."""
+    ended: bool = False
+    cut: bool = False
+    """The step hit `max_step_tokens` before any delimiter."""
+    step_score: float | None = None
+    """The scorer's raw score of this step."""
+    probs: tuple[float, ...] = ()
+    """The path's step scores on the [0, 1] scale, root to here."""
+    score: float = math.nan
+    """The aggregated path score the search ranks by."""
+    notes: list[str] = field(default_factory=list)
+    depth: int = 0
+    text: str = ""
+    """The whole partial solution: every step from the root, concatenated."""
+
+    def __post_init__(self) -> None:
+        if self.parent is not None:
+            self.depth = self.parent.depth + 1
+            self.text = self.parent.text + self.step
 
     @property
-    def text(self) -> str:
-        return "".join(self.steps)
+    def tokens(self) -> int:
+        return self.completion.num_tokens if self.completion else 0
+
+    def lineage(self) -> list[Branch]:
+        """Root first, this node last."""
+        out: list[Branch] = []
+        node: Branch | None = self
+        while node is not None:
+            out.append(node)
+            node = node.parent
+        return out[::-1]
+
+    def steps(self) -> tuple[str, ...]:
+        return tuple(b.step for b in self.lineage()[1:])
 
 
-@dataclass
-class Search:
-    """The state of one run (strategies are frozen and shared, so it lives here)."""
+def best_first(branches: Iterable[Branch]) -> list[Branch]:
+    """Highest path score first; ties go to the earlier node."""
+    return sorted(branches, key=lambda b: (-b.score, b.id))
 
-    question: str
-    backend: Backend
-    prompt: object
-    on_tokens: TokenCallback | None
-    started: float = field(default_factory=time.perf_counter)
-    nodes: list[Node] = field(default_factory=list)
-    usage: Usage = Usage()
-    notes: list[str] = field(default_factory=list)
-    dropped: int = 0
-    cut: int = 0
+
+def unique(branches: Iterable[Branch]) -> list[Branch]:
+    """Each node once, in order (resampling draws the same particle several times)."""
+    return list({id(b): b for b in branches}.values())
+
+
+def ess(weights: np.ndarray) -> float:
+    """Effective sample size of normalized importance weights: 1 / sum(w^2)."""
+    return float(1.0 / np.sum(weights**2))
 
 
 @dataclass(frozen=True, kw_only=True)
 class StepSearch(Strategy):
+    """Base of the step-level strategies; `arun` in each subclass reads like its paper."""
+
     step_level: ClassVar[bool] = True
     needs_scorer: ClassVar[bool] = True
 
-    beam_width: int = 4
     step_delimiter: str = "\n\n"
     max_step_tokens: int = 192
     max_steps: int = 10
@@ -76,223 +180,387 @@ class StepSearch(Strategy):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(
-            self, "step_delimiter", DELIMITERS.get(self.step_delimiter, self.step_delimiter)
-        )
-        if not self.step_delimiter:
-            raise ConfigError("step_delimiter must not be empty")
-        if self.beam_width < 1 or self.max_steps < 1 or self.max_step_tokens < 1:
-            raise ConfigError("beam_width, max_steps and max_step_tokens must be >= 1")
-        if self.aggregate not in ("last", "min", "prod", "mean"):
-            raise ConfigError(f"aggregate must be last, min, prod or mean, got {self.aggregate!r}")
+        self.delimiter  # noqa: B018 - validates step_delimiter
+        for name in ("max_step_tokens", "max_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ConfigError(
+                f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}"
+            )
         if self.scorer is not None and not self.scorer.process:
             raise ConfigError(
                 f"scorer {self.scorer.name!r} cannot judge single steps; use a process scorer "
-                "(arithmetic, self-eval, mean-logprob, reward-http)"
+                "(arithmetic, self-eval, mean-logprob, prm-http)"
             )
+        extra = len(self.delimiter.stops) + len(self.sampling.stop)
+        if extra > 16:
+            raise ConfigError("too many stop strings: the step delimiter and sampling.stop")
+
+    @property
+    def delimiter(self) -> Delimiter:
+        return Delimiter.parse(self.step_delimiter)
 
     @property
     def samples(self) -> int:
-        return self.budget.samples or 8
-
-    def begin(self, question: str, backend: Backend, on_tokens: TokenCallback | None) -> Search:
-        assert self.scorer is not None
-        if self.budget.tokens is not None and self.budget.tokens < self.max_step_tokens:
-            raise BudgetError(
-                f"a token budget of {self.budget.tokens} is below one step "
-                f"(max_step_tokens={self.max_step_tokens}); raise it or lower max_step_tokens"
-            )
-        self.scorer.check(backend)
-        root = Node(id=0, parent=None, depth=0, step="", status="kept")
-        search = Search(question, backend, self.task.prompt(question), on_tokens)
-        search.nodes.append(root)
-        return search
+        """N: beams, particles or solutions."""
+        return self.budget.samples or DEFAULT_SAMPLES
 
     def step_params(self) -> SamplingParams:
+        """Sample one step: stop at the delimiter and keep it, so prefixes stay verbatim."""
+        assert self.scorer is not None
         params = dataclasses.replace(
             self.sampling,
             max_tokens=self.max_step_tokens,
-            stop=(self.step_delimiter,),
+            stop=(*self.delimiter.stops, *self.sampling.stop),
             include_stop=True,
         )
-        if self.scorer is not None and self.scorer.needs_logprobs:
-            params = dataclasses.replace(params, logprobs=True)
+        if self.scorer.needs_logprobs:
+            params = dataclasses.replace(
+                params,
+                logprobs=True,
+                top_logprobs=max(params.top_logprobs, self.scorer.top_logprobs),
+            )
         return params
 
-    def out_of_budget(self, search: Search) -> bool:
+    def search(
+        self, question: str, backend: Backend, on_tokens: TokenCallback | None = None
+    ) -> Search:
+        """A new search of `question`, after checking that it can run at all."""
+        assert self.scorer is not None
         tokens = self.budget.tokens
-        return tokens is not None and search.usage.decoded_tokens >= tokens
+        if tokens is not None and tokens < self.max_step_tokens:
+            raise BudgetError(
+                f"a token budget of {tokens} is below one step (max_step_tokens="
+                f"{self.max_step_tokens}); raise the budget or lower max_step_tokens"
+            )
+        self.scorer.check(backend)
+        return Search(self, question, backend, on_tokens)
 
-    async def expand(self, search: Search, parents: Sequence[Path], k: int) -> list[Path]:
-        """One backend call: `k` next steps for each parent, scored; dropped ones left out."""
+    def path_score(self, probs: Sequence[float]) -> float:
+        if not probs:
+            return math.nan
+        if self.aggregate == "last":
+            return probs[-1]
+        if self.aggregate == "min":
+            return min(probs)
+        if self.aggregate == "prod":
+            return math.prod(probs)
+        return math.fsum(probs) / len(probs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WideSearch(StepSearch):
+    """A step search that expands each partial solution it keeps `beam_width` (M) ways."""
+
+    beam_width: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.beam_width, int) or self.beam_width < 1:
+            raise ConfigError(f"beam_width must be a positive integer, got {self.beam_width!r}")
+
+    def require_width(self) -> None:
+        self.budget.require_samples(self.beam_width, f"{self.name} with width {self.beam_width}")
+
+
+def to_probability(score: float, scorer: Scorer) -> float:
+    """A step score on [0, 1]: log-probabilities exponentiated, unbounded ones squashed."""
+    low, high = scorer.score_range
+    if low >= 0.0 and high <= 1.0:
+        return min(max(score, 0.0), 1.0)
+    if high <= 0.0:
+        return math.exp(score)
+    return 0.5 * (1.0 + math.tanh(score / 2.0))  # the logistic, without overflow
+
+
+class Search:
+    """One run of a step-level strategy on one question: the tree, the spending, the notes.
+
+    Strategies are frozen and shared between runs, so everything a run changes lives here.
+    """
+
+    def __init__(
+        self,
+        plan: StepSearch,
+        question: str,
+        backend: Backend,
+        on_tokens: TokenCallback | None,
+    ) -> None:
+        assert plan.scorer is not None
+        self.plan, self.scorer = plan, plan.scorer
+        self.question, self.backend, self.on_tokens = question, backend, on_tokens
+        self.prompt = plan.task.prompt(question)
+        self.params = plan.step_params()
+        self.rng = plan.rng(question)
+        """Every random choice of the run: sampling seeds first, then resampling."""
+        seed = plan.sampling.seed
+        self.seed = seed if seed is not None else int(self.rng.integers(2**31))
+        self.root = Branch(id=0, parent=None, step="", status="kept")
+        self.nodes: list[Branch] = [self.root]
+        self.spent = Usage()
+        self.notes: list[str] = []
+        self.scored = 0
+        self.raised: list[str] = []
+        self.nans = 0
+        self.started = time.perf_counter()
+
+    @property
+    def exhausted(self) -> bool:
+        """The token budget is spent: no further round may start."""
+        tokens = self.plan.budget.tokens
+        return tokens is not None and self.spent.decoded_tokens >= tokens
+
+    async def extend(self, parents: Sequence[Branch], k: int) -> list[Branch]:
+        """`k` next steps of every parent in one backend call, each scored.
+
+        Returns the new nodes the scorer could judge, parent by parent, in sampling order.
+        """
         if not parents:
             return []
-        seed = self.sampling.seed if self.sampling.seed is not None else self.seed
-        params = dataclasses.replace(self.step_params(), seed=seed + len(search.nodes))
-        generation = await search.backend.acontinue(
-            search.prompt, [p.text for p in parents], params, n=k, on_tokens=search.on_tokens
-        )  # type: ignore[arg-type]
-        search.usage += generation.usage
-        children = []
-        for parent, group in zip(parents, generation.groups, strict=True):
-            for completion in group:
-                depth = len(parent.steps) + 1
-                ended = completion.finish_reason == "stop" and completion.stop is None
-                note = ""
-                if completion.finish_reason == "length":
-                    search.cut += 1
-                    note = f"cut at max_step_tokens={self.max_step_tokens} (no delimiter)"
-                path = Path(
-                    node=len(search.nodes),
-                    steps=(*parent.steps, completion.text),
-                    scores=parent.scores,
-                    done=ended or depth >= self.max_steps,
-                    completion=completion,
-                )
-                search.nodes.append(
-                    Node(
-                        id=path.node, parent=parent.node, depth=depth, step=completion.text,
-                        status="open", tokens=completion.num_tokens, usage=completion.usage,
-                        note=note,
-                    )
-                )  # fmt: skip
-                children.append(path)
-        return await self.judge(search, children)
-
-    async def judge(self, search: Search, paths: list[Path]) -> list[Path]:
-        assert self.scorer is not None
-        attempts = [Attempt(search.question, p.steps, p.completion) for p in paths]
-        try:
-            batch = await self.scorer.ascore(attempts)
-            scores = list(batch.scores)
-            search.usage += batch.usage
-        except Exception:  # one failure must not end the search: judge them one by one
-            scores = []
-            for attempt in attempts:
-                try:
-                    one = await self.scorer.ascore([attempt])
-                    scores.append(one.scores[0])
-                    search.usage += one.usage
-                except Exception as exc:
-                    scores.append(math.nan)
-                    search.notes.append(f"scorer failed on a node: {type(exc).__name__}: {exc}")
-        kept = []
-        for path, score in zip(paths, scores, strict=True):
-            if score is None or math.isnan(score):
-                search.dropped += 1
-                self.mark(search, path.node, "dropped", note="the scorer gave no score")
-                continue
-            path.scores = (*path.scores, float(score))
-            node = search.nodes[path.node]
-            search.nodes[path.node] = dataclasses.replace(
-                node, score=self.path_score(path), step_scores={self.scorer.name: float(score)}
-            )
-            kept.append(path)
-        return kept
-
-    def path_score(self, path: Path) -> float:
-        scores = [self.as_probability(s) for s in path.scores] or [0.0]
-        if self.aggregate == "last":
-            return scores[-1]
-        if self.aggregate == "min":
-            return min(scores)
-        if self.aggregate == "prod":
-            return math.prod(scores)
-        return sum(scores) / len(scores)
-
-    def as_probability(self, score: float) -> float:
-        """Scores on one [0, 1] scale: log-probabilities exponentiated, others squashed."""
-        assert self.scorer is not None
-        low, high = self.scorer.score_range
-        if low >= 0.0 and high <= 1.0:
-            return score
-        if high <= 0.0:
-            return math.exp(score)
-        return 1.0 / (1.0 + math.exp(-score))
-
-    def mark(self, search: Search, node: int, status: NodeStatus, note: str = "") -> None:
-        current = search.nodes[node]
-        search.nodes[node] = dataclasses.replace(
-            current, status=status, note="; ".join(x for x in (current.note, note) if x)
+        params = dataclasses.replace(self.params, seed=self.seed + len(self.nodes))
+        generation = await self.backend.acontinue(
+            self.prompt, [p.text for p in parents], params, n=k, on_tokens=self.on_tokens
         )
+        children = [
+            self._child(parent, completion)
+            for parent, group in zip(parents, generation.groups, strict=True)
+            for completion in group
+        ]
+        if not children:
+            return []
+        sampled = Usage.total(c.usage for c in children)
+        children[0].usage += _less(generation.usage, sampled)
+        self.spent += generation.usage
+        await self._judge(children)
+        return [c for c in children if c.status != "dropped"]
 
-    def finish(self, search: Search, finished: list[Path], open_paths: Sequence[Path]) -> Result:
-        """The best finished path wins (by path score); with none, the best partial one."""
-        if self.out_of_budget(search):
-            search.notes.append(f"token budget of {self.budget.tokens} reached")
-        if search.dropped:
-            search.notes.append(
-                f"{search.dropped} node(s) dropped: the scorer could not judge them"
-            )
-        if search.cut:
-            search.notes.append(
-                f"{search.cut} step(s) cut at max_step_tokens={self.max_step_tokens}"
-            )
-        pool = list(finished) or list(open_paths)
-        for path in finished:
-            self.mark(search, path.node, "finished")
-        candidates = []
-        for path in pool:
-            text = path.text
-            candidates.append(
-                Candidate(
-                    text=text,
-                    answer=self.task.extract(text),
-                    usage=Usage.total(n.usage for n in self.lineage(search, path.node)),
-                    finish_reason="stop" if path.done else "length",
-                    scores={self.scorer.name if self.scorer else "score": self.path_score(path)},
-                )
-            )
-        labels = self.task.cluster([c.answer for c in candidates])
+    def _child(self, parent: Branch, completion: Completion) -> Branch:
+        plan = self.plan
+        end = plan.delimiter.end(completion.text)
+        if end is not None and end < len(completion.text):
+            completion = _trimmed(completion, end)
+        user_stop = completion.stop is not None and completion.stop in plan.sampling.stop
+        ended = (
+            end is None
+            and completion.finish_reason == "stop"
+            and (completion.stop is None or user_stop)
+        )
+        cut = end is None and completion.finish_reason == "length"
+        child = Branch(
+            id=len(self.nodes),
+            parent=parent,
+            step=completion.text,
+            completion=completion,
+            usage=completion.usage,
+            ended=ended,
+            cut=cut,
+        )
+        child.done = ended or child.depth >= plan.max_steps
+        if cut:
+            child.notes.append(f"cut at max_step_tokens={plan.max_step_tokens} (no delimiter)")
+        if child.done:
+            child.status = "finished"
+            if not ended:
+                child.notes.append(f"stopped at max_steps={plan.max_steps}")
+        self.nodes.append(child)
+        return child
+
+    async def _judge(self, children: list[Branch]) -> None:
+        """Score each distinct partial solution once; drop the nodes that get no score."""
+        first: dict[str, Branch] = {}
+        for child in children:
+            first.setdefault(child.text, child)
+        judged = list(first.values())
+        outcomes = await asyncio.gather(*(self._score(c) for c in judged), return_exceptions=True)
+        for outcome in outcomes:
+            if not isinstance(outcome, Exception | float):
+                raise outcome  # cancellation and the like end the run
+        failures = [o for o in outcomes if isinstance(o, Exception)]
+        if failures and len(failures) == len(outcomes) and not self.scored:
+            error = failures[0]
+            if isinstance(error, PonderError):
+                raise error
+            raise ScorerError(
+                f"process scorer {self.scorer.name!r} failed on every step: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        by_text = {c.text: o for c, o in zip(judged, outcomes, strict=True)}
+        for child in children:
+            outcome = by_text[child.text]
+            source = first[child.text]
+            if source is not child:
+                child.notes.append(f"same text as node {source.id}: scored once")
+            if isinstance(outcome, Exception):
+                reason = f"{type(outcome).__name__}: {outcome}"
+                self._drop(child, f"dropped: the scorer raised {reason}")
+                self.raised.append(reason)
+                continue
+            if math.isnan(outcome):
+                self._drop(child, "dropped: the scorer gave no score (NaN)")
+                self.nans += 1
+                continue
+            if source is child:
+                self.scored += 1
+            child.step_score = outcome
+            child.probs = (*child.parent.probs, to_probability(outcome, self.scorer))  # type: ignore[union-attr]
+            child.score = self.plan.path_score(child.probs)
+
+    async def _score(self, child: Branch) -> float:
+        attempt = Attempt(self.question, child.steps(), child.completion)
+        batch = await self.scorer.ascore([attempt])
+        if len(batch.scores) != 1:
+            raise ScorerError(f"scorer returned {len(batch.scores)} scores for 1 attempt")
+        child.usage += batch.usage
+        self.spent += batch.usage
+        return float(batch.scores[0])
+
+    def _drop(self, child: Branch, why: str) -> None:
+        child.status = "dropped"
+        child.done = False
+        child.notes.append(why)
+
+    def keep(self, branches: Iterable[Branch]) -> None:
+        """These partial solutions go on to the next round."""
+        for branch in branches:
+            branch.status = "kept"
+
+    def prune(self, branches: Iterable[Branch], why: str) -> None:
+        for branch in branches:
+            branch.status = "pruned"
+            branch.notes.append(why)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def result(self, finished: Iterable[Branch], unfinished: Iterable[Branch]) -> Result:
+        """The best finished path wins; with none finished, the best partial one."""
+        plan = self.plan
+        done = unique(finished)
+        pool = done or best_first(unique(unfinished))
+        chosen = best_first(pool)[0] if pool else None
+        self._close(chosen, partial=not done)
+        candidates = [self._candidate(b) for b in pool]
+        labels = plan.task.cluster([c.answer for c in candidates])
         candidates = [
             dataclasses.replace(c, cluster=k) for c, k in zip(candidates, labels, strict=True)
         ]
-        chosen = None
-        if pool:
-            chosen = max(range(len(pool)), key=lambda i: (self.path_score(pool[i]), -i))
-        chosen_path: tuple[int, ...] = ()
-        if chosen is not None:
-            chosen_path = tuple(n.id for n in self.lineage(search, pool[chosen].node))
-        for node in search.nodes:
-            if node.status == "open":
-                self.mark(search, node.id, "pruned")
-        for node_id in chosen_path:
-            if search.nodes[node_id].status == "pruned":
-                self.mark(search, node_id, "kept")
-        what = "finished" if finished else "unfinished (no path finished)"
-        decision = (
-            f"{self.name}: highest {self.aggregate} path score among {len(pool)} {what} paths"
-        )
+        index = pool.index(chosen) if chosen is not None else None
+        nodes = tuple(self._node(b) for b in self.nodes)
         trace = Trace(
-            strategy=self.name,
-            decision=decision,
-            params=self.params(),
+            strategy=plan.name,
+            decision=self._decision(chosen, len(pool), partial=not done),
+            params=plan.params(),
             votes=vote_table(candidates),
-            nodes=tuple(search.nodes),
-            chosen_path=chosen_path,
-            notes=tuple(search.notes),
+            nodes=nodes,
+            chosen_path=tuple(b.id for b in chosen.lineage()) if chosen else (),
+            notes=tuple(self.notes),
         )
         return Result(
-            question=search.question,
-            answer=candidates[chosen].answer if chosen is not None else None,
-            chosen=chosen,
+            question=self.question,
+            answer=candidates[index].answer if index is not None else None,
+            chosen=index,
             candidates=tuple(candidates),
-            usage=search.usage,
+            usage=Usage.total(n.usage for n in nodes),
             trace=trace,
-            seconds=time.perf_counter() - search.started,
+            seconds=time.perf_counter() - self.started,
         )
 
-    @staticmethod
-    def lineage(search: Search, node: int) -> list[Node]:
-        out = []
-        current: int | None = node
-        while current is not None and current != 0:
-            out.append(search.nodes[current])
-            current = search.nodes[current].parent
-        return [search.nodes[0], *reversed(out)]
+    def _close(self, chosen: Branch | None, *, partial: bool) -> None:
+        """Final statuses and the notes that sum the run up."""
+        plan = self.plan
+        stopped = "the token budget ran out" if self.exhausted else "the search ended"
+        for branch in self.nodes:
+            if branch is chosen and partial:
+                branch.status = "kept"
+                branch.notes.append(f"partial answer: {stopped}")
+            elif branch.status == "open":
+                self.prune([branch], f"not extended: {stopped}")
+            if branch.status == "kept" and branch.cut:
+                branch.status = "cut"
+        if self.exhausted:
+            self.note(
+                f"token budget of {plan.budget.tokens} spent "
+                f"({self.spent.decoded_tokens} tokens decoded)"
+            )
+        dropped = len(self.raised) + self.nans
+        if dropped:
+            why = []
+            if self.raised:
+                why.append(f"the scorer raised on {len(self.raised)} (first: {self.raised[0]})")
+            if self.nans:
+                why.append(f"gave NaN on {self.nans}")
+            self.note(f"{dropped} node(s) dropped, search went on: {'; '.join(why)}")
+        cut = sum(b.cut for b in self.nodes)
+        if cut:
+            self.note(f"{cut} step(s) cut at max_step_tokens={plan.max_step_tokens}")
+        if partial and chosen is not None:
+            self.note("no path finished: answered with the best partial path")
 
-    def root(self) -> Path:
-        return Path(node=0, steps=(), scores=())
+    def _decision(self, chosen: Branch | None, count: int, *, partial: bool) -> str:
+        plan = self.plan
+        if chosen is None:
+            return f"{plan.name}: no path could be scored"
+        kind = "partial" if partial else "finished"
+        return (
+            f"{plan.name}: the {kind} path with the highest {plan.aggregate} path score "
+            f"({chosen.score:.3f}, {self.scorer.name}) among {count}"
+        )
 
-    def require(self, needed: int, why: str) -> None:
-        self.budget.require_samples(needed, why)
+    def _candidate(self, branch: Branch) -> Candidate:
+        completions = [b.completion for b in branch.lineage()[1:]]
+        logprobs = [t.logprob for c in completions if c and c.logprobs for t in c.logprobs]
+        complete = bool(completions) and all(c and c.logprobs for c in completions)
+        text = branch.text
+        scores = {"path": branch.score}
+        if branch.step_score is not None:
+            scores[self.scorer.name] = branch.step_score
+        return Candidate(
+            text=text,
+            answer=self.plan.task.extract(text),
+            usage=Usage.total(b.usage for b in branch.lineage()),
+            finish_reason="stop" if branch.ended else "length",
+            mean_logprob=math.fsum(logprobs) / len(logprobs) if complete else None,
+            sum_logprob=math.fsum(logprobs) if complete else None,
+            scores=scores,
+        )
+
+    def _node(self, branch: Branch) -> Node:
+        return Node(
+            id=branch.id,
+            parent=branch.parent.id if branch.parent else None,
+            depth=branch.depth,
+            step=branch.step,
+            status=branch.status,
+            score=None if math.isnan(branch.score) else branch.score,
+            step_scores={} if branch.step_score is None else {self.scorer.name: branch.step_score},
+            tokens=branch.tokens,
+            usage=branch.usage,
+            note="; ".join(branch.notes),
+        )
+
+
+def _less(total: Usage, part: Usage) -> Usage:
+    """What a call cost beyond its completions (the call itself, its wall time)."""
+    names = [f.name for f in dataclasses.fields(Usage)]
+    return Usage(**{name: getattr(total, name) - getattr(part, name) for name in names})
+
+
+def _trimmed(completion: Completion, end: int) -> Completion:
+    """The completion cut to its first `end` characters (the tokens past them stay spent)."""
+    logprobs = completion.logprobs
+    token_ids = None
+    if logprobs is not None:
+        kept, length = 0, 0
+        for token in logprobs:
+            if length >= end:
+                break
+            length += len(token.token)
+            kept += 1
+        logprobs = logprobs[:kept]
+        if completion.token_ids is not None:
+            token_ids = completion.token_ids[:kept]
+    return dataclasses.replace(
+        completion, text=completion.text[:end], logprobs=logprobs, token_ids=token_ids
+    )

@@ -1,14 +1,19 @@
 """A*-decoding (Chatziveroglou 2025, "A*-Decoding: Token-Efficient Inference Scaling"):
-best-first search over partial solutions.
+best-first search over partial solutions, guided by a process scorer, that spends tokens
+only on the most promising path.
 
-    frontier = priority queue ordered by f = g + h
-        g = accumulated step cost: sum over steps of -log(step score)
-        h = heuristic_weight * (1 - path score): the scorer's estimate of what is left
-    push the N first steps
-    until N paths finished, the frontier is empty or the budget is spent:
-        pop the path with the lowest f; if finished, keep it
+    f(path) = g(path) + heuristic_weight * h(path)
+        g: the accumulated step cost, sum over its steps of -log(step score)
+        h: the scorer's estimate of the cost still to come, -log(path score)
+    push the M first steps into a priority queue ordered by f
+    until N paths finished, the queue is empty or the token budget is spent:
+        pop the path with the lowest f; a finished path is a solution
         otherwise extend it with M next steps (one call), score them, push them
-    return the finished path with the best path score
+    answer with the solution of best path score (N = 1: the first solution popped)
+
+When the search stops before N solutions (budget, `max_expansions`), the finished paths still
+waiting in the queue count as solutions too.
+`max_expansions` bounds a search in which nothing ever finishes.
 """
 
 from __future__ import annotations
@@ -18,44 +23,60 @@ import math
 from dataclasses import dataclass
 
 from ponder.backends.base import Backend, TokenCallback
+from ponder.errors import ConfigError
 from ponder.result import Result
-from ponder.strategies._steps import Path, StepSearch
+from ponder.strategies._steps import Branch, WideSearch
 from ponder.strategies.base import STRATEGIES
+
+_FLOOR = 1e-9
+"""Smallest step probability: a score of 0 costs -log(1e-9), not infinity."""
 
 
 @STRATEGIES.register("a-star", aliases=("astar", "a*"))
 @dataclass(frozen=True, kw_only=True)
-class AStar(StepSearch):
+class AStar(WideSearch):
     name = "a-star"
     summary = "best-first search by accumulated step cost + scorer estimate (Chatziveroglou 2025)"
 
     heuristic_weight: float = 1.0
     max_expansions: int = 64
 
-    def cost(self, path: Path) -> float:
-        g = sum(-math.log(max(self.as_probability(s), 1e-6)) for s in path.scores)
-        return g + self.heuristic_weight * (1.0 - self.path_score(path))
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (isinstance(self.heuristic_weight, int | float) and self.heuristic_weight >= 0):
+            raise ConfigError(f"heuristic_weight must be >= 0, got {self.heuristic_weight!r}")
+        if not isinstance(self.max_expansions, int) or self.max_expansions < 1:
+            raise ConfigError(f"max_expansions must be >= 1, got {self.max_expansions!r}")
+
+    def priority(self, path: Branch) -> float:
+        g = math.fsum(-math.log(max(p, _FLOOR)) for p in path.probs)
+        h = -math.log(max(path.score, _FLOOR))
+        return g + self.heuristic_weight * h
 
     async def arun(
         self, question: str, backend: Backend, *, on_tokens: TokenCallback | None = None
     ) -> Result:
-        search = self.begin(question, backend, on_tokens)
+        search = self.search(question, backend, on_tokens)
         n, m = self.samples, self.beam_width
-        frontier: list[tuple[float, int, Path]] = []
-        for path in await self.expand(search, [self.root()], n):
-            heapq.heappush(frontier, (self.cost(path), path.node, path))
-        finished: list[Path] = []
-        expansions = 0
-        while frontier and len(finished) < n and not self.out_of_budget(search):
-            _, _, best = heapq.heappop(frontier)
+        queue: list[tuple[float, int, Branch]] = []
+        for child in await search.extend([search.root], m):
+            heapq.heappush(queue, (self.priority(child), child.id, child))
+        solutions: list[Branch] = []
+        expansions = 1
+        while queue and len(solutions) < n and not search.exhausted:
+            _, _, best = heapq.heappop(queue)
             if best.done:
-                finished.append(best)
+                solutions.append(best)
                 continue
             if expansions >= self.max_expansions:
-                search.notes.append(f"stopped after max_expansions={self.max_expansions}")
+                heapq.heappush(queue, (self.priority(best), best.id, best))
+                search.note(f"stopped after max_expansions={self.max_expansions}")
                 break
             expansions += 1
-            self.mark(search, best.node, "kept")
-            for child in await self.expand(search, [best], m):
-                heapq.heappush(frontier, (self.cost(child), child.node, child))
-        return self.finish(search, finished, [p for _, _, p in sorted(frontier)])
+            search.keep([best])
+            for child in await search.extend([best], m):
+                heapq.heappush(queue, (self.priority(child), child.id, child))
+        waiting = [path for _, _, path in sorted(queue)]
+        if len(solutions) < n:  # stopped early: finished paths not yet popped count too
+            solutions += [p for p in waiting if p.done]
+        return search.result(solutions, [p for p in waiting if not p.done])

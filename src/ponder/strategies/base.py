@@ -135,6 +135,17 @@ class SampleStrategy(Strategy):
     batch_size: int = 16
     """Samples per backend call when the budget is in tokens only."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        tokens, longest = self.budget.tokens, self.sampling.max_tokens
+        if tokens is not None and tokens < longest:
+            raise BudgetError(
+                f"the token budget ({tokens}) is below max_tokens ({longest}), what one sample "
+                "may take: raise the token budget or lower max_tokens"
+            )
+
     @abstractmethod
     def select(self, candidates: Sequence[Candidate], rng: np.random.Generator) -> Selection:
         """Pick the answer among candidates whose `answer`, `cluster` and `scores` are set."""
@@ -166,11 +177,18 @@ class SampleStrategy(Strategy):
         seed = params.seed if params.seed is not None else int(rng.integers(2**31))
         completions, usage, notes = await self.draw(question, backend, params, seed, on_tokens)
         candidates = self.judge(question, completions)
+        sampled = usage
         if self.scorer is not None:
             candidates, scored = await score_candidates(
                 self.scorer, question, completions, candidates
             )
             usage += scored
+        if self.budget.tokens is not None and usage.decoded_tokens > self.budget.tokens:
+            notes.append(
+                f"{usage.decoded_tokens} tokens decoded in all ({sampled.decoded_tokens} "
+                f"sampling, the rest scoring), above the token budget of {self.budget.tokens}: "
+                "a call cannot be stopped halfway and scoring comes after sampling"
+            )
         selection = self.select(candidates, rng)
         trace = Trace(
             strategy=self.name,
@@ -197,30 +215,50 @@ class SampleStrategy(Strategy):
         seed: int,
         on_tokens: TokenCallback | None,
     ) -> tuple[list[Completion], Usage, list[str]]:
-        """Sample in as few backend calls as the budget and the backend allow."""
+        """Sample in as few backend calls as the budget and the backend allow.
+
+        More samples than the backend's `max_n` are drawn over several calls; sample i is
+        seeded `seed + i` whichever call draws it.
+        """
         wanted = self.budget.samples
         limit = backend.capabilities.max_n
         prompt = self.task.prompt(question)
         completions: list[Completion] = []
         usage = Usage()
         notes: list[str] = []
+        prompt_cost = 0
         while wanted is None or len(completions) < wanted:
-            if self.budget.tokens is not None and usage.decoded_tokens >= self.budget.tokens:
-                notes.append(
-                    f"token budget of {self.budget.tokens} reached after {len(completions)} samples"
-                )
-                break
-            left = (wanted - len(completions)) if wanted is not None else self.batch_size
-            n = min(left, limit, self.batch_size if wanted is None else left)
+            n = min(wanted - len(completions) if wanted is not None else self.batch_size, limit)
+            if self.budget.tokens is not None:
+                n = min(n, self._affordable(usage, len(completions), prompt_cost, params))
+                if n < 1:
+                    notes.append(
+                        f"token budget of {self.budget.tokens} reached after "
+                        f"{len(completions)} samples ({usage.decoded_tokens} tokens decoded)"
+                    )
+                    break
             batch = dataclasses.replace(params, seed=seed + len(completions))
             generation = await backend.agenerate(prompt, batch, n=n, on_tokens=on_tokens)
             completions.extend(generation.completions)
             usage += generation.usage
-        if not completions:
-            raise BudgetError(
-                f"the token budget ({self.budget.tokens}) is too small for one sample; raise it"
-            )
+            prompt_cost = generation.usage.decoded_prompt_tokens
         return completions, usage, notes
+
+    def _affordable(
+        self, spent: Usage, drawn: int, prompt_cost: int, params: SamplingParams
+    ) -> int:
+        """How many more samples fit the token budget.
+
+        The first call assumes max_tokens per sample (the budget holds at least one); later
+        calls expect the prompt to cost what the last call paid for it (little when the
+        backend reuses its KV) and each sample the mean length so far.
+        """
+        assert self.budget.tokens is not None
+        left = self.budget.tokens - spent.decoded_tokens
+        if not drawn:
+            return left // params.max_tokens
+        each = max(spent.completion_tokens / drawn, 1.0)
+        return math.floor((left - prompt_cost) / each)
 
     def judge(self, question: str, completions: Sequence[Completion]) -> list[Candidate]:
         """Extract each answer and label equivalent answers with the same cluster."""

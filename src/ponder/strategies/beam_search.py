@@ -1,12 +1,12 @@
-"""Beam search with a process scorer (Snell et al. 2024, "Scaling LLM Test-Time Compute
-Optimally can be More Effective than Scaling Model Parameters"; search-and-learn).
+"""Beam search with a process scorer (Snell, Lee, Xu & Kumar 2024, "Scaling LLM Test-Time
+Compute Optimally can be More Effective than Scaling Model Parameters", section 5.2).
 
-    beams = N samples of the first step
-    repeat until N paths finished or max_steps:
-        score each new step with the process scorer; set finished paths aside
-        keep the top N / M unfinished paths by path score
-        extend each kept path with M next steps           (one batched call)
-    return the finished path with the best path score
+    sample N first steps
+    repeat until N paths finished, none is left, or the token budget is spent:
+        score the new steps with the process scorer; set the finished paths aside
+        keep the N / M unfinished paths with the best path scores, prune the rest
+        extend each kept path with M next steps                 (one batched call)
+    answer with the finished path of best path score
 """
 
 from __future__ import annotations
@@ -15,36 +15,31 @@ from dataclasses import dataclass
 
 from ponder.backends.base import Backend, TokenCallback
 from ponder.result import Result
-from ponder.strategies._steps import Path, StepSearch
+from ponder.strategies._steps import Branch, WideSearch, best_first
 from ponder.strategies.base import STRATEGIES
 
 
 @STRATEGIES.register("beam-search", aliases=("beam",))
 @dataclass(frozen=True, kw_only=True)
-class BeamSearch(StepSearch):
+class BeamSearch(WideSearch):
     name = "beam-search"
     summary = "N beams, keep the top N/M by process score, expand each M ways (Snell et al. 2024)"
 
     async def arun(
         self, question: str, backend: Backend, *, on_tokens: TokenCallback | None = None
     ) -> Result:
-        search = self.begin(question, backend, on_tokens)
+        self.require_width()
+        search = self.search(question, backend, on_tokens)
         n, m = self.samples, self.beam_width
-        self.require(m, f"beam search with width {m}")
-        keep = max(n // m, 1)
-        finished: list[Path] = []
-        frontier = await self.expand(search, [self.root()], n)
-        while frontier and len(finished) < n and not self.out_of_budget(search):
-            finished += [p for p in frontier if p.done]
-            active = sorted((p for p in frontier if not p.done), key=self.path_score, reverse=True)
-            for pruned in active[keep:]:
-                self.mark(search, pruned.node, "pruned")
-            active = active[:keep]
-            for kept in active:
-                self.mark(search, kept.node, "kept")
-            if len(finished) >= n or not active:
-                frontier = []
+        finished: list[Branch] = []
+        beams = await search.extend([search.root], n)
+        while True:
+            finished += [b for b in beams if b.done]
+            active = best_first(b for b in beams if not b.done)
+            if len(finished) >= n or not active or search.exhausted:
                 break
-            frontier = await self.expand(search, active, m)
-        finished += [p for p in frontier if p.done]
-        return self.finish(search, finished, [p for p in frontier if not p.done])
+            kept, rest = active[: max(n // m, 1)], active[max(n // m, 1) :]
+            search.prune(rest, "not among the top N/M paths")
+            search.keep(kept)
+            beams = await search.extend(kept, m)
+        return search.result(finished, active)

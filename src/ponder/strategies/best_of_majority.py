@@ -3,8 +3,10 @@ Inference Scaling"): keep only frequent answers, then trust the reward model amo
 
     candidates = sample(prompt, N)
     frequent = {clusters A : |A| >= min_fraction * N}
-    if frequent is empty: frequent = {largest cluster}
-    return argmax_{c in union(frequent)} score(c)
+    if frequent is empty: frequent = {clusters of the largest size}
+    return argmax_{c in union(frequent)} score(c)     (ties: the earliest sample)
+
+The paper picks the top k for pass@k; this is k = 1. Abstentions never enter the pool.
 
 The frequency filter protects best-of-N from a reward model that likes a rare wrong
 answer; the scorer then picks among answers the model itself found often.
@@ -43,7 +45,9 @@ class BestOfMajority(SampleStrategy):
         if not votes:
             return Selection(None, None, f"all {len(candidates)} samples abstained (no answer)")
         need = self.min_fraction * len(candidates)
-        frequent = [v for v in votes if v.count >= need] or [votes[0]]
+        frequent = [v for v in votes if v.count >= need] or [
+            v for v in votes if v.count == votes[0].count
+        ]
         pool = [i for v in frequent for i in v.members]
         chosen = best_scored(candidates, pool, self.scorer)
         scorer = self.scorer.name if self.scorer else "?"

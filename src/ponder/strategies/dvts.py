@@ -1,12 +1,13 @@
 """Diverse verifier tree search (Beeching, Tunstall & Rush 2024, "Scaling test-time compute
-with open models", HuggingFace): split the budget into N / M independent subtrees so that
-one greedy search cannot collapse onto a single line of thought.
+with open models", Hugging Face blog): beam search collapses onto a few lines of thought when
+the verifier likes one of them early; DVTS splits the N samples into N / M independent
+subtrees and searches each greedily with the verifier.
 
-    subtrees = N / M first steps
-    repeat until every subtree finished or max_steps:
-        extend the current path of every unfinished subtree with M next steps  (one call)
-        in each subtree keep only the child with the best process score
-    return the finished path with the best path score
+    sample N first steps; subtree i gets the M steps M*i .. M*i + M - 1 and keeps its best
+    repeat until every subtree finished or the token budget is spent:
+        extend the path of every unfinished subtree with M next steps   (one batched call)
+        in each subtree keep the new step with the best path score, prune the others
+    answer with the finished path of best path score among the subtrees
 """
 
 from __future__ import annotations
@@ -15,40 +16,42 @@ from dataclasses import dataclass
 
 from ponder.backends.base import Backend, TokenCallback
 from ponder.result import Result
-from ponder.strategies._steps import Path, StepSearch
+from ponder.strategies._steps import Branch, Search, WideSearch, best_first
 from ponder.strategies.base import STRATEGIES
 
 
 @STRATEGIES.register("dvts")
 @dataclass(frozen=True, kw_only=True)
-class DVTS(StepSearch):
+class DVTS(WideSearch):
     name = "dvts"
-    summary = (
-        "N/M independent subtrees, each searched greedily by the scorer (Beeching et al. 2024)"
-    )
+    summary = "N/M independent subtrees, each greedy by process score (Beeching et al. 2024)"
 
     async def arun(
         self, question: str, backend: Backend, *, on_tokens: TokenCallback | None = None
     ) -> Result:
-        search = self.begin(question, backend, on_tokens)
+        self.require_width()
+        search = self.search(question, backend, on_tokens)
         m = self.beam_width
-        self.require(m, f"DVTS with width {m}")
-        trees = max(self.samples // m, 1)
-        current = await self.expand(search, [self.root()], trees)
-        finished = [p for p in current if p.done]
-        active = [p for p in current if not p.done]
-        while active and not self.out_of_budget(search):
-            children = await self.expand(search, active, m)
-            by_parent: dict[int, list[Path]] = {}
-            for child in children:
-                parent = search.nodes[child.node].parent
-                by_parent.setdefault(parent if parent is not None else 0, []).append(child)
-            active = []
-            for group in by_parent.values():
-                best = max(group, key=self.path_score)
-                for other in group:
-                    if other is not best:
-                        self.mark(search, other.node, "pruned")
-                self.mark(search, best.node, "kept")
-                (finished if best.done else active).append(best)
-        return self.finish(search, finished, active)
+        subtrees = max(self.samples // m, 1)
+        first = await search.extend([search.root], subtrees * m)
+        leaves = [_greedy(search, first[i : i + m]) for i in range(0, len(first), m)]
+        finished = [b for b in leaves if b.done]
+        active = [b for b in leaves if not b.done]
+        while active and not search.exhausted:
+            search.keep(active)
+            children = await search.extend(active, m)
+            leaves = [_greedy(search, [c for c in children if c.parent is b]) for b in active]
+            stuck = [b for b, leaf in zip(active, leaves, strict=True) if leaf is None]
+            search.prune(stuck, "subtree ended: the scorer judged none of its next steps")
+            finished += [b for b in leaves if b is not None and b.done]
+            active = [b for b in leaves if b is not None and not b.done]
+        return search.result(finished, active)
+
+
+def _greedy(search: Search, siblings: list[Branch]) -> Branch | None:
+    """The sibling with the best path score; the others are pruned."""
+    if not siblings:
+        return None
+    best, *rest = best_first(siblings)
+    search.prune(rest, "not the best step of its subtree")
+    return best

@@ -29,7 +29,7 @@ class Greedy(SampleStrategy):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.budget.samples not in (None, 1):
+        if self.budget.samples != 1:  # one sample whatever the budget offers
             object.__setattr__(self, "budget", Budget(samples=1, tokens=self.budget.tokens))
 
     def select(self, candidates: Sequence[Candidate], rng: np.random.Generator) -> Selection:

@@ -1,14 +1,16 @@
 """Weighted majority voting: each sample votes for its answer with a weight.
 
-With a scorer, the weight is its score (exp(score) for log-probability scorers, whose
-scores are <= 0). Without one, the weight is the sample's own probability per token,
-exp(mean token logprob), as in the perplexity-weighted consistency of Zhou et al. 2025
-("Bridging Internal Probability and Self-Consistency for Effective and Efficient LLM
-Reasoning", RPC); Li et al. 2023 ("Making Large Language Models Better Reasoners with
-Step-Aware Verifier") weight votes by a verifier.
+Without a scorer the weight is the sample's own probability per token, exp(mean token
+logprob), as in the perplexity consistency of RPC (Zhou et al. 2025, "Bridging Internal
+Probability and Self-Consistency for Effective and Efficient LLM Reasoning"). With a scorer
+the votes are weighted by a verifier, as in Li et al. 2023 ("Making Large Language Models
+Better Reasoners with Step-Aware Verifier"); the score becomes a non-negative weight by the
+scorer's documented range: as is for scores >= 0 (P(Yes), self-certainty), exp(score) for
+log-probabilities (scores <= 0), sigmoid(score) for unbounded rewards (a reward logit read
+as a probability). A NaN score (not judged) weighs 0.
 
     candidates = sample(prompt, N)
-    for each answer cluster A: W(A) = sum_{c in A} weight(c)
+    for each answer cluster A: W(A) = sum_{c in A} weight(c)     (abstentions do not vote)
     return argmax_A W(A)      (ties: the cluster sampled first)
 """
 
@@ -49,7 +51,12 @@ class WeightedMajority(SampleStrategy):
             lp = candidate.mean_logprob
             return math.nan if lp is None else math.exp(lp)
         score = score_of(candidate, self.scorer)
-        return math.exp(score) if self.scorer.score_range[1] <= 0.0 else score
+        low, high = self.scorer.score_range
+        if low >= 0.0:
+            return score
+        if high <= 0.0:
+            return math.exp(score)
+        return 0.5 * (1.0 + math.tanh(0.5 * score))  # sigmoid without overflow
 
     def select(self, candidates: Sequence[Candidate], rng: np.random.Generator) -> Selection:
         del rng

@@ -1,0 +1,113 @@
+"""A process reward model (PRM) behind an HTTP endpoint: one score per reasoning step.
+
+Request: `POST <url>` with a JSON body, a batch of partial solutions cut into steps:
+
+    {
+      "model": "<name>",                      (only when given)
+      "items": [
+        {"question": "Tom has 3 apples ...", "steps": ["3 + 5 = 8", "The answer is 8."]},
+        ...
+      ]
+    }
+
+Steps are sent without their surrounding whitespace (the delimiter is ponder's business);
+how the server joins them for its model (Math-Shepherd's step tag, Qwen2.5-Math-PRM's
+`<extra_0>`) is the server's.
+
+Response (200, JSON): one list per item, one score per step, in the order sent:
+
+    {"scores": [[0.93, 0.71], ...]}
+
+Each score is the probability in [0, 1] that the solution is still on track after that step
+(what PRMs such as Math-Shepherd or Qwen2.5-Math-PRM output); `null` marks a step the model
+could not judge. The score of an attempt is the score of its last step (search strategies
+aggregate along the path themselves); as an outcome scorer, the whole answer is one step.
+
+Errors: a server that cannot be reached, does not answer within `timeout` seconds, answers
+with an HTTP error, or sends anything but the shape above (a wrong count, a score outside
+[0, 1]) raises `ScorerError`; `null` becomes NaN, which search strategies drop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from ponder.errors import ConfigError, ScorerError
+from ponder.scorers.base import SCORERS, Attempt, ScoreBatch, Scorer
+
+
+@SCORERS.register("prm-http", aliases=("prm",))
+class PRMHTTP(Scorer):
+    name = "prm-http"
+    summary = "a process reward model over HTTP: P(step on track) for every step"
+    score_range = (0.0, 1.0)
+    outcome = True
+    process = True
+
+    def __init__(
+        self,
+        url: str,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        batch_size: int = 32,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"prm-http url must start with http:// or https://, got {url!r}")
+        if not timeout > 0:
+            raise ConfigError(f"prm-http timeout must be > 0 seconds, got {timeout!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"prm-http batch_size must be >= 1, got {batch_size!r}")
+        self.url, self.model, self.timeout, self.batch_size = url, model, timeout, batch_size
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    async def ascore(self, attempts: Sequence[Attempt]) -> ScoreBatch:
+        items = [
+            {"question": a.question, "steps": [s.strip() for s in a.steps] or [""]}
+            for a in attempts
+        ]
+        scores: list[float] = []
+        async with httpx.AsyncClient(timeout=self.timeout, headers=self._headers) as client:
+            for start in range(0, len(items), self.batch_size):
+                scores += await self._post(client, items[start : start + self.batch_size])
+        return ScoreBatch(tuple(scores))
+
+    async def _post(self, client: httpx.AsyncClient, items: list[dict[str, Any]]) -> list[float]:
+        body: dict[str, Any] = {"items": items}
+        if self.model:
+            body["model"] = self.model
+        where = f"process reward model at {self.url}"
+        try:
+            response = await client.post(self.url, json=body)
+        except httpx.TimeoutException:
+            raise ScorerError(f"{where} did not answer within {self.timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise ScorerError(f"{where} is unreachable: {exc or type(exc).__name__}") from None
+        if response.status_code >= 400:
+            raise ScorerError(f"{where} answered {response.status_code}: {response.text[:200]}")
+        try:
+            return _last_step_scores(response.json(), [len(i["steps"]) for i in items])
+        except ValueError as exc:
+            raise ScorerError(f"{where} sent an unexpected reply: {exc}") from None
+
+
+def _last_step_scores(payload: Any, steps: list[int]) -> list[float]:
+    rows = payload.get("scores") if isinstance(payload, dict) else None
+    if not isinstance(rows, list) or len(rows) != len(steps):
+        raise ValueError(f'expected {{"scores": [...]}} with {len(steps)} lists of step scores')
+    out = []
+    for i, (row, count) in enumerate(zip(rows, steps, strict=True)):
+        if not isinstance(row, list) or len(row) != count:
+            raise ValueError(f"item {i} has {count} steps, the reply gives {row!r}")
+        last = row[-1]
+        if last is None:
+            out.append(math.nan)
+            continue
+        if isinstance(last, bool) or not isinstance(last, int | float) or not 0 <= last <= 1:
+            raise ValueError(f"item {i}: step score {last!r} is not a probability in [0, 1]")
+        out.append(float(last))
+    return out
