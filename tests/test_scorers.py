@@ -16,6 +16,7 @@ from ponder.backends.base import Completion, Prompt, TextScore, TokenLogprob
 from ponder.backends.scripted import ScriptedBackend
 from ponder.errors import ConfigError, ScorerError, UnsupportedError
 from ponder.scorers import Attempt, build_scorer
+from ponder.tasks import get_task
 from ponder.usage import Usage
 
 
@@ -111,6 +112,23 @@ def test_self_eval_on_the_embedded_model(embedded_backend: Backend) -> None:
     read = build_scorer("self-eval", backend=embedded_backend, method="logprobs")
     # both read the same next-token distribution; "logprobs" also counts " yes", "YES"...
     assert read.score([right, wrong]).scores == pytest.approx(batch.scores, abs=0.05)
+
+
+def test_self_eval_continues_the_conversation_from_the_kv_cache(
+    embedded_backend: Backend,
+) -> None:
+    """Judging an answer the model just wrote reads only the judge's question."""
+    question = "Tom has 3 apples and buys 5 more. How many apples does he have?"
+    prompt = get_task("math").prompt(question)
+    params = SamplingParams(max_tokens=48, temperature=0.8, seed=3)
+    written = embedded_backend.generate(prompt, params, n=2).completions
+    judge = build_scorer("self-eval", backend=embedded_backend)
+    batch = judge.score([Attempt.whole(question, c, prompt) for c in written])
+    assert all(0.0 <= s <= 1.0 for s in batch.scores)
+    answer_tokens = sum(c.usage.completion_tokens for c in written)
+    fresh = batch.usage.prompt_tokens - batch.usage.cached_prompt_tokens
+    assert batch.usage.cached_prompt_tokens > answer_tokens
+    assert fresh < 4 * 40  # two judge questions, "Yes" then "No" on each: ~20 tokens a call
 
 
 def test_self_eval_refuses_a_backend_that_can_neither_score_nor_read_logprobs() -> None:

@@ -244,7 +244,7 @@ def test_bad_budgets_and_options() -> None:
     backend = Recording(world())
     with pytest.raises(BudgetError, match="below one step"):
         plan_for("beam-search", backend, "arithmetic", token_budget=10).run("q", backend)
-    with pytest.raises(BudgetError, match="samples"):
+    with pytest.raises(BudgetError, match="beam width 4 needs at least 4 samples"):
         plan_for("dvts", backend, "arithmetic", n=2, beam_width=4).run("q", backend)
     with pytest.raises(ConfigError, match="needs a scorer"):
         make_strategy("dvts", backend=backend)

@@ -92,7 +92,7 @@ def test_strategies_lists_every_name() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["solve", "q", "--strategy", "nope"], "Valid strategys: a-star"),
+        (["solve", "q", "--strategy", "nope"], "Valid strategies: a-star"),
         (["solve", "q", "--strategy", "self-consistancy"], "Did you mean 'self-consistency'"),
         (["solve", "q", "--scorer", "slef-eval"], "Valid scorers"),
         (["solve", "q", "--strategy", "best-of-n"], "needs a scorer (--scorer)"),

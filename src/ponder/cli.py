@@ -185,7 +185,7 @@ def _install_state(spec: Any) -> str:
     return f"no: pip install {spec.install_hint()}"
 
 
-def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     """`key=value` pairs; values parsed as JSON when they can be (numbers, true, lists)."""
     options: dict[str, Any] = {}
     for pair in pairs or ():
@@ -242,7 +242,7 @@ def solve(
     """Answer QUESTION by spending a budget with a strategy; print the answer and its cost."""
     from ponder import make_strategy
 
-    options = _parse_options(option)
+    options = parse_options(option)
     flags = {"beam_width": beam_width, "step_delimiter": step_delimiter}
     options.update({k: v for k, v in flags.items() if v is not None})
     if particles is not None and n is not None and particles != n:

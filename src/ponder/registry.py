@@ -19,8 +19,9 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, package: str | None = None) -> None:
+    def __init__(self, kind: str, package: str | None = None, *, plural: str = "") -> None:
         self.kind = kind
+        self.plural = plural or f"{kind}s"
         self._package = package
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
@@ -57,7 +58,7 @@ class Registry(Generic[T]):
             close = difflib.get_close_matches(key, valid + sorted(self._aliases), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UnknownNameError(
-                f"unknown {self.kind} {name!r}.{hint} Valid {self.kind}s: {', '.join(valid)}"
+                f"unknown {self.kind} {name!r}.{hint} Valid {self.plural}: {', '.join(valid)}"
             )
         return key
 

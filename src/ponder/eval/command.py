@@ -139,7 +139,7 @@ def eval_command(
     import dataclasses
 
     from ponder.backends.base import SamplingParams
-    from ponder.cli import _parse_options, console, err_console, make_backend, show_progress
+    from ponder.cli import console, err_console, make_backend, parse_options, show_progress
     from ponder.errors import ConfigError
     from ponder.eval.bank import RunSpec, SampleBank
     from ponder.eval.datasets import load_dataset
@@ -173,7 +173,7 @@ def eval_command(
     for name in process_names:
         if not SCORERS.get(name).process:
             raise ConfigError(f"scorer {name!r} cannot judge steps; pass it as --scorer")
-    options = _parse_options(option)
+    options = parse_options(option)
     flags = {"beam_width": beam_width, "step_delimiter": step_delimiter}
     options.update({k: v for k, v in flags.items() if v is not None})
     if live_budget and any(k < 1 for k in live_budget):

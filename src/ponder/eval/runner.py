@@ -209,6 +209,7 @@ class Collector:
     async def score(self, question: Question, samples: list[Sample]) -> list[Sample]:
         """Every scorer's score on every stored sample that lacks it."""
         changed = False
+        prompt = self.task.prompt(question.question)
         if any(
             scorer.needs_logprobs and scorer.name not in s.scores
             for scorer in self.plan.scorers
@@ -228,7 +229,7 @@ class Collector:
                 by_text.setdefault(sample.text, []).append(sample)
 
             async def judge(sample: Sample, scorer: Scorer = scorer) -> tuple[float, Usage]:
-                attempt = Attempt.whole(question.question, sample.completion())
+                attempt = Attempt.whole(question.question, sample.completion(), prompt)
                 batch = await scorer.ascore([attempt])
                 return float(batch.scores[0]), batch.usage
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ponder.backends.base import Backend, Completion, run_sync
+from ponder.backends.base import Backend, Completion, Message, run_sync
 from ponder.errors import ConfigError, UnsupportedError
 from ponder.registry import Registry
 from ponder.usage import Usage
@@ -33,14 +33,19 @@ class Attempt:
     """The answer's text cut into steps; an outcome answer is a single step."""
     completion: Completion | None = None
     """The completion of the last step, with logprobs when the backend returned them."""
+    prompt: tuple[Message, ...] = ()
+    """The conversation the answer was written in, when known: a judge that continues it
+    finds the answer already in the backend's KV cache instead of reading it again."""
 
     @property
     def text(self) -> str:
         return "".join(self.steps)
 
     @classmethod
-    def whole(cls, question: str, completion: Completion) -> Attempt:
-        return cls(question, (completion.text,), completion)
+    def whole(
+        cls, question: str, completion: Completion, prompt: tuple[Message, ...] = ()
+    ) -> Attempt:
+        return cls(question, (completion.text,), completion, prompt)
 
 
 @dataclass(frozen=True, slots=True)

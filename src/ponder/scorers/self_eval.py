@@ -1,9 +1,9 @@
 """Self-evaluation: the model judges its own answer (or last step) and we read P("Yes").
 
 Kadavath et al. 2022 ("Language Models (Mostly) Know What They Know") and Xie et al. 2023
-("Self-Evaluation Guided Beam Search for Reasoning"): ask the same model "Is this answer
-correct? Answer Yes or No." (process mode: "Is this next step correct?" about the last step,
-with the steps before it) and normalise its first-token probabilities:
+("Self-Evaluation Guided Beam Search for Reasoning"): ask the same model "Is your answer
+correct? Answer Yes or No." (process mode: about the last step written so far) and
+normalise its first-token probabilities:
 
     score = P(Yes) / (P(Yes) + P(No))        range [0, 1], higher = judged correct
 
@@ -17,6 +17,12 @@ Two ways to read the probabilities (`method`):
 * "auto" (default): "score" on backends that can score a chat reply (embedded), else
   "logprobs". HTTP backends say they cannot (`UnsupportedError`: the OpenAI API does not
   expose the chat template), which is how "auto" finds out, once per scorer.
+
+The question is asked as the next turn of the conversation that produced the answer when
+the attempt carries it (`Attempt.prompt`; strategies and eval always pass it), so the
+backend's prefix cache already holds everything but the question: on the embedded backend
+judging 16 answers costs ~30 new tokens each instead of re-reading each answer. Without
+a prompt, a fresh conversation quotes the question and the answer.
 
 Attempts are judged concurrently; the tokens spent are returned in `ScoreBatch.usage`.
 """
@@ -129,6 +135,16 @@ def _reads(token: str, word: str) -> bool:
 
 
 def judge_prompt(attempt: Attempt) -> tuple[Message, ...]:
+    """The question to the judge. When the attempt knows the conversation it was written
+    in, the judge continues that conversation (the answer is then already in the KV cache
+    of the backend that wrote it); otherwise a fresh prompt quotes question and answer."""
+    if attempt.prompt:
+        ask = (
+            "Is your answer correct? Answer Yes or No."
+            if len(attempt.steps) <= 1
+            else "Is the last step you wrote correct? Answer Yes or No."
+        )
+        return (*attempt.prompt, Message("assistant", attempt.text), Message("user", ask))
     if len(attempt.steps) <= 1:
         body = (
             f"Question:\n{attempt.question.strip()}\n\nProposed answer:\n{attempt.text.strip()}"

@@ -262,7 +262,12 @@ class WideSearch(StepSearch):
             raise ConfigError(f"beam_width must be a positive integer, got {self.beam_width!r}")
 
     def require_width(self) -> None:
-        self.budget.require_samples(self.beam_width, f"{self.name} with width {self.beam_width}")
+        if self.budget.samples is not None and self.beam_width > self.budget.samples:
+            raise BudgetError(
+                f"{self.name} with beam width {self.beam_width} needs at least "
+                f"{self.beam_width} samples (N >= M) but the budget allows "
+                f"{self.budget.samples}; raise n or lower the beam width"
+            )
 
 
 def to_probability(score: float, scorer: Scorer) -> float:
@@ -408,7 +413,7 @@ class Search:
             child.score = self.plan.path_score(child.probs)
 
     async def _score(self, child: Branch) -> float:
-        attempt = Attempt(self.question, child.steps(), child.completion)
+        attempt = Attempt(self.question, child.steps(), child.completion, self.prompt)
         batch = await self.scorer.ascore([attempt])
         if len(batch.scores) != 1:
             raise ScorerError(f"scorer returned {len(batch.scores)} scores for 1 attempt")

@@ -24,7 +24,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ponder.backends.base import Backend, Completion, SamplingParams, TokenCallback, run_sync
+from ponder.backends.base import (
+    Backend,
+    Completion,
+    Message,
+    SamplingParams,
+    TokenCallback,
+    run_sync,
+)
 from ponder.errors import BudgetError, ConfigError, UnsupportedError
 from ponder.registry import Registry
 from ponder.result import Candidate, Result, Trace, Vote
@@ -180,7 +187,7 @@ class SampleStrategy(Strategy):
         sampled = usage
         if self.scorer is not None:
             candidates, scored = await score_candidates(
-                self.scorer, question, completions, candidates
+                self.scorer, question, completions, candidates, self.task.prompt(question)
             )
             usage += scored
         if self.budget.tokens is not None and usage.decoded_tokens > self.budget.tokens:
@@ -273,13 +280,14 @@ async def score_candidates(
     question: str,
     completions: Sequence[Completion],
     candidates: Sequence[Candidate],
+    prompt: tuple[Message, ...] = (),
 ) -> tuple[list[Candidate], Usage]:
     """Score each distinct text once and map the scores back to every candidate."""
     first_of: dict[str, int] = {}
     for i, completion in enumerate(completions):
         first_of.setdefault(completion.text, i)
     unique = list(first_of.values())
-    batch = await scorer.ascore([Attempt.whole(question, completions[i]) for i in unique])
+    batch = await scorer.ascore([Attempt.whole(question, completions[i], prompt) for i in unique])
     by_text = {completions[i].text: s for i, s in zip(unique, batch.scores, strict=True)}
     scored = [
         dataclasses.replace(c, scores={**c.scores, scorer.name: by_text[comp.text]})
@@ -319,7 +327,9 @@ def score_of(candidate: Candidate, scorer: Scorer | None) -> float:
     return candidate.scores.get(scorer.name, math.nan)
 
 
-STRATEGIES: Registry[type[Strategy]] = Registry("strategy", "ponder.strategies")
+STRATEGIES: Registry[type[Strategy]] = Registry(
+    "strategy", "ponder.strategies", plural="strategies"
+)
 
 
 def build_strategy(name: str, **options: Any) -> Strategy:
