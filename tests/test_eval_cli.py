@@ -41,6 +41,7 @@ def test_report_on_a_small_bank(tmp_path: Path) -> None:
     for r in rows:
         assert r["ci_low"] <= r["accuracy"] <= r["ci_high"]
         assert r["tokens"] == pytest.approx(r["prompt_tokens"] + r["completion_tokens"])
+        assert r["decoded_tokens"] == pytest.approx(r["tokens"] - r["cached_prompt_tokens"])
     by = {(r["strategy"], r["k"]): r for r in rows}
     assert by[("pass@k", 4)]["completion_tokens"] > by[("pass@k", 1)]["completion_tokens"]
     assert data["meta"]["generated_samples"] == 12 and data["meta"]["complete_questions"] == 3

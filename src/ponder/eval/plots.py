@@ -1,8 +1,9 @@
 """Scaling plots: accuracy against tokens, FLOPs and seconds per question.
 
-`scaling.png`: accuracy vs mean tokens per question (prompt + completion, scoring
-included; log x), a 95% band per strategy, pass@k dashed as the oracle ceiling, and per
-scorer the best-of-k ceiling its false positives imply (dotted, Stroebl et al. 2024).
+`scaling.png`: accuracy vs mean tokens decoded per question (prompt tokens not found in
+the KV cache + completion tokens, scoring included; log x), a 95% band per strategy,
+pass@k dashed as the oracle ceiling, and per scorer the best-of-k ceiling its false
+positives imply (dotted, Stroebl et al. 2024).
 `compute.png`: the same lines against FLOPs and against wall seconds.
 """
 
@@ -63,13 +64,22 @@ def _draw(ax: Any, lines: Mapping[str, list[Row]], colors: Mapping[str, Any], x:
 
         ax.set_xscale("log", base=2 if x != "flops" else 10)
         if x != "flops":
-            plain = FuncFormatter(lambda v, _: f"{v:,.4g}")
+            plain = FuncFormatter(_short)
             ax.xaxis.set_major_formatter(plain)
             ax.xaxis.set_minor_locator(LogLocator(base=2, subs=(1.5,)))
             ax.xaxis.set_minor_formatter(plain)
             ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3)
+
+
+def _short(value: float, _: Any = None) -> str:
+    """Tick labels that stay short: 384, 1,536, 12k, 1.6M."""
+    if value >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if value >= 1e4:
+        return f"{value / 1e3:.3g}k"
+    return f"{value:,.4g}"
 
 
 def scaling_plot(
@@ -83,12 +93,12 @@ def scaling_plot(
     lines = _lines(rows)
     colors = _colors(list(lines))
     fig, ax = plt.subplots(figsize=(12, 6))
-    _draw(ax, lines, colors, "tokens")
+    _draw(ax, lines, colors, "decoded_tokens")
     for v in verifiers:
         if not v.ceiling:
             continue
         guide = lines.get(f"best-of-n[{v.scorer}]") or lines.get(COVERAGE, [])
-        at = {r["k"]: r["tokens"] for r in guide}
+        at = {r["k"]: r["decoded_tokens"] for r in guide}
         ks = [k for k in sorted(v.ceiling) if k in at]
         color = colors.get(f"best-of-n[{v.scorer}]", "grey")
         ax.plot(
@@ -97,7 +107,10 @@ def scaling_plot(
             label=f"ceiling from {v.scorer} false positives (rate {v.rate:.2f}; "
             f"k→∞: {v.ceiling_limit:.2f})",
         )  # fmt: skip
-    ax.set_xlabel("mean tokens per question (prompt + completion, scoring included)")
+    ax.set_xlabel(
+        "mean tokens decoded per question (prompt not in the KV cache + completion, "
+        "scoring included)"
+    )
     ax.set_ylabel("accuracy (95% CI)")
     if title:
         ax.set_title(title, fontsize=10)

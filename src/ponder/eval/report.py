@@ -57,6 +57,7 @@ def table(cells: Mapping[tuple[str, int], Cell], *, seed: int = 0) -> list[dict[
                 "completion_tokens": completion,
                 "scoring_tokens": cell.mean("scoring_tokens"),
                 "tokens": prompt + completion,
+                "decoded_tokens": prompt - cell.mean("cached_tokens") + completion,
                 "flops": cell.mean("flops"),
                 "seconds": cell.mean("seconds"),
             }
