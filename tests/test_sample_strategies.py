@@ -11,7 +11,7 @@ import pytest
 
 import ponder
 from ponder import make_strategy
-from ponder.backends.base import Generation, Prompt, SamplingParams, TextScore, TokenCallback
+from ponder.backends.base import SamplingParams
 from ponder.backends.scripted import ScriptedBackend
 from ponder.errors import BudgetError, ConfigError, UnknownNameError, UnsupportedError
 from ponder.result import Candidate
@@ -19,6 +19,7 @@ from ponder.scorers import SCORERS, Attempt, ScoreBatch, Scorer
 from ponder.strategies import STRATEGIES, Budget, SampleStrategy, build_strategy
 from ponder.tasks import get_task
 from ponder.usage import Usage
+from tests.support.recording import Recording
 
 SAMPLE_STRATEGIES = [n for n, c in STRATEGIES.items() if issubclass(c, SampleStrategy)]
 
@@ -53,34 +54,6 @@ class Reward(Scorer):
             return 3.0 if "17" in text else -3.0
 
         return ScoreBatch(tuple(one(a.text) for a in attempts))
-
-
-class Counting(ScriptedBackend):
-    """Adds up the usage of every call it answers, to check what strategies report."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.spent = Usage()
-        self.calls: list[int] = []
-
-    async def acontinue(
-        self,
-        prompt: Prompt,
-        prefixes: Sequence[str],
-        params: SamplingParams = SamplingParams(),
-        *,
-        n: int = 1,
-        on_tokens: TokenCallback | None = None,
-    ) -> Generation:
-        generation = await super().acontinue(prompt, prefixes, params, n=n, on_tokens=on_tokens)
-        self.spent += generation.usage
-        self.calls.append(n)
-        return generation
-
-    async def ascore(self, prompt: Prompt, continuation: str) -> TextScore:
-        scored = await super().ascore(prompt, continuation)
-        self.spent += scored.usage
-        return scored
 
 
 REPLIES = [
@@ -226,16 +199,16 @@ def test_greedy_uses_temperature_zero_and_one_sample() -> None:
 
 
 def test_samples_are_drawn_in_batched_calls_within_the_backend_limit() -> None:
-    backend = Counting(REPLIES)
+    backend = Recording(REPLIES)
     result = make_strategy("self-consistency", backend=backend, n=6).run("q", backend)
-    assert result.usage.calls == 1 and backend.calls == [6]
-    backend = Counting(REPLIES, max_n=4)
+    assert result.usage.calls == 1 and backend.sizes == [6]
+    backend = Recording(REPLIES, max_n=4)
     result = make_strategy("self-consistency", backend=backend, n=10).run("q", backend)
-    assert backend.calls == [4, 4, 2] and len(result.candidates) == 10
+    assert backend.sizes == [4, 4, 2] and len(result.candidates) == 10
 
 
 def test_sample_seeds_follow_the_sample_index_across_batches() -> None:
-    backend = Counting(REPLIES, max_n=2)
+    backend = Recording(REPLIES, max_n=2)
     sampling = SamplingParams(seed=100)
     make_strategy("self-consistency", backend=backend, n=5, sampling=sampling).run("q", backend)
     # the scripted backend sees each call's base seed; sample i of a call uses seed + i
@@ -254,7 +227,7 @@ def test_derived_seeds_depend_on_the_strategy_seed_and_the_question() -> None:
 
 
 def test_token_budget_stops_sampling_without_overshooting_by_a_batch() -> None:
-    backend = Counting(["The answer is 18."])  # 9 tokens each, plus the prompt once
+    backend = Recording(["The answer is 18."])  # 9 tokens each, plus the prompt once
     plan = make_strategy(
         "self-consistency",
         backend=backend,
@@ -266,19 +239,19 @@ def test_token_budget_stops_sampling_without_overshooting_by_a_batch() -> None:
     assert any("token budget of 300 reached" in note for note in result.trace.notes)
     # 300 / max_tokens 20 before anything was measured: 91 prompt + 15 x 8 = 211 tokens;
     # another call would pay the 91-token prompt again (no KV reuse here) and overshoot
-    assert backend.calls == [15] and len(result.candidates) == 15
+    assert backend.sizes == [15] and len(result.candidates) == 15
     assert result.usage.decoded_tokens == 211
-    larger = Counting(["The answer is 18."])
+    larger = Recording(["The answer is 18."])
     plan = make_strategy("self-consistency", backend=larger, token_budget=1000, batch_size=64)
     result = plan.run("q", larger)
     # max_tokens 512: one sample first (99 tokens); then (901 - 91) / 8 -> 64 (the batch
     # size), 702 tokens; then (298 - 91) / 8 -> 25, 993 tokens; 7 left: less than a call
-    assert larger.calls == [1, 64, 25]
+    assert larger.sizes == [1, 64, 25]
     assert result.usage.decoded_tokens == 993
 
 
 def test_token_budget_with_a_sample_budget_stops_at_whichever_comes_first() -> None:
-    backend = Counting(["The answer is 18."])
+    backend = Recording(["The answer is 18."])
     plan = make_strategy("self-consistency", backend=backend, n=3, token_budget=10_000)
     assert len(plan.run("q", backend).candidates) == 3
 
@@ -326,7 +299,7 @@ def test_scorer_needing_logprobs_fails_before_any_sampling() -> None:
 
 @pytest.mark.parametrize("name", SAMPLE_STRATEGIES)
 def test_every_sample_strategy_reports_exactly_what_its_calls_spent(name: str) -> None:
-    backend = Counting(REPLIES, score_rule=lambda _p, reply: -0.1 if reply == "Yes" else -2.0)
+    backend = Recording(REPLIES, score_rule=lambda _p, reply: -0.1 if reply == "Yes" else -2.0)
     needs = STRATEGIES.get(name).needs_scorer
     # self-eval spends model tokens through the same backend: they must be counted too
     plan = make_strategy(name, backend=backend, n=4, scorer="self-eval" if needs else None)

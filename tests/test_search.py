@@ -26,8 +26,7 @@ from hypothesis import strategies as st
 
 from ponder import make_strategy
 from ponder.backends import Backend, SamplingParams
-from ponder.backends.base import Generation, Prompt, TokenCallback
-from ponder.backends.scripted import ReplyRule, ScriptedBackend, ScriptedRequest
+from ponder.backends.scripted import ReplyRule, ScriptedRequest
 from ponder.errors import BudgetError, ConfigError, ScorerError
 from ponder.result import Result
 from ponder.scorers import Attempt, ScoreBatch, Scorer, build_scorer
@@ -35,6 +34,7 @@ from ponder.strategies import STRATEGIES
 from ponder.strategies._steps import Delimiter
 from ponder.tracehtml import render_tree
 from ponder.usage import Usage
+from tests.support.recording import Recording
 
 STEP_LEVEL = sorted(name for name, cls in STRATEGIES.items() if cls.step_level)
 STATUSES = {"kept", "pruned", "finished", "dropped", "cut"}
@@ -60,27 +60,6 @@ def world(steps: int = 3) -> ReplyRule:
         return f"{'right' if good else 'wrong'} step {depth}\n\n"
 
     return rule
-
-
-class Recording(ScriptedBackend):
-    """Records the Usage of every backend call (to check the Result's sums against)."""
-
-    def __init__(self, replies: ReplyRule, **options: Any) -> None:
-        super().__init__(replies, **options)
-        self.calls: list[Generation] = []
-
-    async def acontinue(
-        self,
-        prompt: Prompt,
-        prefixes: Sequence[str],
-        params: SamplingParams = SamplingParams(),
-        *,
-        n: int = 1,
-        on_tokens: TokenCallback | None = None,
-    ) -> Generation:
-        generation = await super().acontinue(prompt, prefixes, params, n=n, on_tokens=on_tokens)
-        self.calls.append(generation)
-        return generation
 
 
 class KnowsTheWay(Scorer):
@@ -151,10 +130,10 @@ def test_each_search_finds_the_right_path(name: str) -> None:
     # one backend call per round (A*: per expansion)
     expanded = {n.parent for n in nodes[1:] if n.parent is not None}
     rounds = {nodes[p].depth for p in expanded}
-    assert len(backend.calls) == (len(expanded) if name == "a-star" else len(rounds))
+    assert len(backend.generations) == (len(expanded) if name == "a-star" else len(rounds))
     # the run's Usage is the sum over its nodes, and over the backend and scorer calls
     by_nodes = Usage.total(n.usage for n in nodes)
-    by_calls = Usage.total(g.usage for g in backend.calls) + Usage.total(scorer.spent)
+    by_calls = Usage.total(g.usage for g in backend.generations) + Usage.total(scorer.spent)
     for usage in (by_nodes, by_calls):
         assert usage.prompt_tokens == result.usage.prompt_tokens
         assert usage.completion_tokens == result.usage.completion_tokens
@@ -171,15 +150,15 @@ def test_beam_search_keeps_n_over_m_and_expands_each_m_ways() -> None:
         by_depth.setdefault(node.depth, []).append(node.status)
     assert len(by_depth[1]) == 6 and by_depth[1].count("kept") == 2
     assert all(len(statuses) == 6 for statuses in by_depth.values())
-    assert [len(c.groups) for c in backend.calls] == [1, 2, 2, 2]
-    assert all(len(g) == 3 for c in backend.calls[1:] for g in c.groups)
+    assert [len(c.groups) for c in backend.generations] == [1, 2, 2, 2]
+    assert all(len(g) == 3 for c in backend.generations[1:] for g in c.groups)
 
 
 def test_dvts_runs_independent_greedy_subtrees() -> None:
     backend = Recording(world())
     result = plan_for("dvts", backend, KnowsTheWay(), n=6, beam_width=3).run("q", backend)
     nodes = result.trace.nodes
-    assert len(backend.calls[0].groups[0]) == 6  # N first steps, M per subtree
+    assert len(backend.generations[0].groups[0]) == 6  # N first steps, M per subtree
     for depth in (1, 2, 3):
         kept = [n for n in nodes if n.depth == depth and n.status in ("kept", "finished")]
         assert len(kept) == 2  # one per subtree, N / M = 2
@@ -193,7 +172,7 @@ def test_particle_filtering_resamples_and_tracks_ess() -> None:
     check_tree(result)
     ess = [note for note in result.trace.notes if note.startswith("effective sample size")]
     assert ess and all(0 < float(x) <= 6 for x in ess[0].split(": ")[1].split(", "))
-    assert all(len(group) == 1 for call in backend.calls[1:] for group in call.groups)
+    assert all(len(group) == 1 for call in backend.generations[1:] for group in call.groups)
     again = plan.run("q", Recording(world()))
     assert again.trace.to_dict()["nodes"] == result.trace.to_dict()["nodes"]  # seeded
     other = plan_for("particle-filtering", backend, KnowsTheWay(), n=6, seed=5)
@@ -204,7 +183,7 @@ def test_a_star_stops_at_the_first_solution_with_n_1() -> None:
     backend = Recording(world())
     result = plan_for("a-star", backend, KnowsTheWay(), n=1).run("q", backend)
     assert result.answer == "42" and len(result.candidates) == 1
-    assert len(backend.calls) == 4  # root, then the three right steps: nothing else expanded
+    assert len(backend.generations) == 4  # root, then the three right steps: nothing else expanded
 
 
 def test_a_failing_or_nan_scorer_drops_nodes_and_goes_on() -> None:
@@ -261,7 +240,7 @@ def test_bad_budgets_and_options() -> None:
     outcome_only = type("OutcomeOnly", (KnowsTheWay,), {"process": False, "name": "outcome"})()
     with pytest.raises(ConfigError, match="cannot judge single steps"):
         plan_for("dvts", backend, outcome_only)
-    assert not backend.calls
+    assert not backend.generations
 
 
 @pytest.mark.parametrize("name", STEP_LEVEL)
@@ -270,7 +249,7 @@ def test_token_budget_stops_cleanly_with_the_best_path(name: str) -> None:
     plan = plan_for(name, backend, KnowsTheWay(), n=6, token_budget=150, max_step_tokens=8)
     result = plan.run("q", backend)
     assert any("token budget of 150 spent" in note for note in result.trace.notes)
-    last_round = len(backend.calls[-1].completions)
+    last_round = len(backend.generations[-1].completions)
     before = Usage.total(n.usage for n in result.trace.nodes[:-last_round])
     assert before.decoded_tokens < 150 <= result.usage.decoded_tokens  # stopped after it
     assert result.candidates and all(c.finish_reason == "length" for c in result.candidates)
@@ -374,7 +353,7 @@ def test_usage_is_the_sum_over_nodes(
         return  # every node of the first round failed: nothing to add up
     check_tree(result)
     nodes = result.trace.nodes
-    expected = Usage.total(g.usage for g in backend.calls) + Usage.total(scorer.spent)
+    expected = Usage.total(g.usage for g in backend.generations) + Usage.total(scorer.spent)
     for usage in (Usage.total(node.usage for node in nodes), expected):
         assert usage.prompt_tokens == result.usage.prompt_tokens
         assert usage.cached_prompt_tokens == result.usage.cached_prompt_tokens
