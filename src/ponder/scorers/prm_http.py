@@ -34,9 +34,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
-
-from ponder.errors import ConfigError, ScorerError
+from ponder.scorers._http import Endpoint
 from ponder.scorers.base import SCORERS, Attempt, ScoreBatch, Scorer
 
 
@@ -56,46 +54,25 @@ class PRMHTTP(Scorer):
         timeout: float = 30.0,
         batch_size: int = 32,
     ) -> None:
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigError(f"prm-http url must start with http:// or https://, got {url!r}")
-        if not timeout > 0:
-            raise ConfigError(f"prm-http timeout must be > 0 seconds, got {timeout!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"prm-http batch_size must be >= 1, got {batch_size!r}")
-        self.url, self.model, self.timeout, self.batch_size = url, model, timeout, batch_size
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.endpoint = Endpoint("process reward model", url, api_key, timeout, batch_size)
+        self.model = model
 
     async def ascore(self, attempts: Sequence[Attempt]) -> ScoreBatch:
         items = [
             {"question": a.question, "steps": [s.strip() for s in a.steps] or [""]}
             for a in attempts
         ]
-        scores: list[float] = []
-        async with httpx.AsyncClient(timeout=self.timeout, headers=self._headers) as client:
-            for start in range(0, len(items), self.batch_size):
-                scores += await self._post(client, items[start : start + self.batch_size])
-        return ScoreBatch(tuple(scores))
+        return ScoreBatch(tuple(await self.endpoint.score(items, self._body, _last_step_scores)))
 
-    async def _post(self, client: httpx.AsyncClient, items: list[dict[str, Any]]) -> list[float]:
-        body: dict[str, Any] = {"items": items}
+    def _body(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        body: dict[str, Any] = {"items": list(items)}
         if self.model:
             body["model"] = self.model
-        where = f"process reward model at {self.url}"
-        try:
-            response = await client.post(self.url, json=body)
-        except httpx.TimeoutException:
-            raise ScorerError(f"{where} did not answer within {self.timeout:g} s") from None
-        except httpx.HTTPError as exc:
-            raise ScorerError(f"{where} is unreachable: {exc or type(exc).__name__}") from None
-        if response.status_code >= 400:
-            raise ScorerError(f"{where} answered {response.status_code}: {response.text[:200]}")
-        try:
-            return _last_step_scores(response.json(), [len(i["steps"]) for i in items])
-        except ValueError as exc:
-            raise ScorerError(f"{where} sent an unexpected reply: {exc}") from None
+        return body
 
 
-def _last_step_scores(payload: Any, steps: list[int]) -> list[float]:
+def _last_step_scores(payload: Any, items: Sequence[dict[str, Any]]) -> list[float]:
+    steps = [len(item["steps"]) for item in items]
     rows = payload.get("scores") if isinstance(payload, dict) else None
     if not isinstance(rows, list) or len(rows) != len(steps):
         raise ValueError(f'expected {{"scores": [...]}} with {len(steps)} lists of step scores')

@@ -24,14 +24,11 @@ raises `ScorerError`.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
-
-from ponder.errors import ConfigError, ScorerError
+from ponder.scorers._http import Endpoint
 from ponder.scorers.base import SCORERS, Attempt, ScoreBatch, Scorer
 
 
@@ -50,48 +47,22 @@ class RewardHTTP(Scorer):
         timeout: float = 30.0,
         batch_size: int = 32,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"reward url must start with http:// or https://, got {url!r}")
-        if timeout <= 0 or batch_size < 1:
-            raise ConfigError("reward timeout must be > 0 and batch_size >= 1")
-        self.url, self.model, self.timeout, self.batch_size = url, model, timeout, batch_size
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.endpoint = Endpoint("reward model", url, api_key, timeout, batch_size)
+        self.model = model
 
     async def ascore(self, attempts: Sequence[Attempt]) -> ScoreBatch:
         texts = [f"{a.question.strip()}\n\n{a.text.strip()}" for a in attempts]
-        scores: list[float] = []
-        async with httpx.AsyncClient(timeout=self.timeout, headers=self._headers) as client:
-            for start in range(0, len(texts), self.batch_size):
-                scores.extend(await self._post(client, texts[start : start + self.batch_size]))
-        return ScoreBatch(tuple(scores))
+        return ScoreBatch(tuple(await self.endpoint.score(texts, self._body, _scores)))
 
-    async def _post(self, client: httpx.AsyncClient, texts: list[str]) -> list[float]:
-        body: dict[str, Any] = {"input": texts}
+    def _body(self, texts: Sequence[str]) -> dict[str, Any]:
+        body: dict[str, Any] = {"input": list(texts)}
         if self.model:
             body["model"] = self.model
-        try:
-            # httpx's timeout bounds each read, not the whole reply: a server that trickles
-            # bytes would never time out without this deadline
-            response = await asyncio.wait_for(client.post(self.url, json=body), self.timeout)
-        except (TimeoutError, httpx.TimeoutException):
-            raise ScorerError(
-                f"reward model at {self.url} did not answer within {self.timeout:g} s"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise ScorerError(f"reward model at {self.url} is unreachable: {exc}") from None
-        if response.status_code >= 400:
-            raise ScorerError(
-                f"reward model at {self.url} answered {response.status_code}: {response.text[:200]}"
-            )
-        try:
-            return _scores(response.json(), len(texts))
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise ScorerError(
-                f"reward model at {self.url} sent an unexpected reply: {exc}"
-            ) from None
+        return body
 
 
-def _scores(payload: Any, expected: int) -> list[float]:
+def _scores(payload: Any, texts: Sequence[str]) -> list[float]:
+    expected = len(texts)
     if isinstance(payload, dict) and ("scores" in payload or "rewards" in payload):
         values = [float(v) for v in payload.get("scores", payload.get("rewards"))]
     else:
