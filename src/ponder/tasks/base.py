@@ -8,7 +8,7 @@ equivalent. Voting clusters equivalent answers with `cluster`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from ponder.backends.base import Message
 from ponder.registry import Registry
@@ -34,14 +34,21 @@ class Task(ABC):
     def is_correct(self, answer: str | None, gold: str) -> bool:
         return answer is not None and self.equivalent(answer, gold)
 
+    def exact_key(self, answer: str) -> Hashable | None:
+        """A value that decides equivalence without `equivalent` when the answer has one
+        (equal keys: equivalent; two different keys: not). None by default."""
+        return None
+
     def cluster(self, answers: Sequence[str | None]) -> list[int | None]:
         """Equivalence-class index per answer, numbered by first appearance; None stays None.
 
-        Each answer is compared with one representative per class found so far, and equal
-        strings skip the comparison.
+        Equal strings and equal `exact_key`s skip the comparison; otherwise an answer is
+        compared with one representative per class found so far (two keyed answers never
+        need `equivalent`: their keys differ).
         """
-        representatives: list[str] = []
+        representatives: list[tuple[str, Hashable | None]] = []
         by_string: dict[str, int] = {}
+        by_key: dict[Hashable, int] = {}
         labels: list[int | None] = []
         for answer in answers:
             if answer is None:
@@ -49,13 +56,22 @@ class Task(ABC):
                 continue
             label = by_string.get(answer)
             if label is None:
-                label = next(
-                    (i for i, rep in enumerate(representatives) if self.equivalent(answer, rep)),
-                    None,
-                )
+                key = self.exact_key(answer)
+                label = by_key.get(key) if key is not None else None
+                if label is None:
+                    label = next(
+                        (
+                            i
+                            for i, (rep, rep_key) in enumerate(representatives)
+                            if (key is None or rep_key is None) and self.equivalent(answer, rep)
+                        ),
+                        None,
+                    )
                 if label is None:
                     label = len(representatives)
-                    representatives.append(answer)
+                    representatives.append((answer, key))
+                if key is not None:
+                    by_key.setdefault(key, label)
                 by_string[answer] = label
             labels.append(label)
         return labels

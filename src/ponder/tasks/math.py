@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
@@ -255,37 +254,7 @@ class MathTask(Task):
     def is_correct(self, answer: str | None, gold: str) -> bool:
         return answer is not None and same_answer(gold, answer)
 
-    def cluster(self, answers: Sequence[str | None]) -> list[int | None]:
-        """As `Task.cluster`, but plain numbers are grouped by exact value and compared by
-        math-verify only with the classes that are not plain numbers (fast for 64 answers).
-        """
-        representatives: list[tuple[str, Fraction | None]] = []
-        by_string: dict[str, int] = {}
-        by_value: dict[Fraction, int] = {}
-        labels: list[int | None] = []
-        for answer in answers:
-            if answer is None:
-                labels.append(None)
-                continue
-            label = by_string.get(answer)
-            if label is None:
-                value = exact_value(answer)
-                label = by_value.get(value) if value is not None else None
-                if label is None:
-                    label = next(
-                        (
-                            i
-                            for i, (rep, rep_value) in enumerate(representatives)
-                            if (value is None or rep_value is None)
-                            and answers_equivalent(answer, rep)
-                        ),
-                        None,
-                    )
-                if label is None:
-                    label = len(representatives)
-                    representatives.append((answer, value))
-                if value is not None:
-                    by_value.setdefault(value, label)
-                by_string[answer] = label
-            labels.append(label)
-        return labels
+    def exact_key(self, answer: str) -> Fraction | None:
+        """Plain numbers are grouped by exact value, and compared by math-verify only with
+        the classes that are not plain numbers (fast for 64 answers)."""
+        return exact_value(answer)
