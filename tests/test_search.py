@@ -32,6 +32,7 @@ from ponder.result import Result
 from ponder.scorers import Attempt, ScoreBatch, Scorer, build_scorer
 from ponder.strategies import STRATEGIES
 from ponder.strategies._steps import Delimiter
+from ponder.strategies.particle_filtering import resampling_weights
 from ponder.tracehtml import render_tree
 from ponder.usage import Usage
 from tests.support.recording import Recording
@@ -177,6 +178,18 @@ def test_particle_filtering_resamples_and_tracks_ess() -> None:
     assert again.trace.to_dict()["nodes"] == result.trace.to_dict()["nodes"]  # seeded
     other = plan_for("particle-filtering", backend, KnowsTheWay(), n=6, seed=5)
     assert other.run("q", Recording(world())).trace.nodes != result.trace.nodes
+
+
+def test_particle_weights_are_the_softmax_of_log_odds() -> None:
+    weights = resampling_weights([0.9, 0.1], 1.0)
+    assert weights[0] / weights[1] == pytest.approx(81.0)  # odds 9 against odds 1/9
+    hotter = resampling_weights([0.9, 0.1], 2.0)
+    assert hotter[0] / hotter[1] == pytest.approx(9.0)
+    for scores in ([0.0, 0.0], [1.0, 1.0], [1.0, 0.0, 0.5]):
+        weights = resampling_weights(scores, 0.5)
+        assert all(math.isfinite(w) for w in weights) and weights.sum() == pytest.approx(1.0)
+    assert resampling_weights([1.0, 0.0, 0.5], 1.0)[1] < 1e-6  # a refuted step is all but gone
+    assert list(resampling_weights([0.3, 0.3, 0.3], 1.0)) == pytest.approx([1 / 3] * 3)
 
 
 def test_a_star_stops_at_the_first_solution_with_n_1() -> None:

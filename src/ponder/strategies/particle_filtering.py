@@ -7,7 +7,7 @@ resampled in proportion to their weights, so a path the reward underrates can su
 
     sample N first steps (the particles)
     repeat until every particle finished or the token budget is spent:
-        weights w = softmax(path score / resample_temperature) over all N particles
+        weights w = softmax(logit(path score) / resample_temperature) over all N particles
         record the effective sample size 1 / sum(w^2)
         draw N particles with replacement in proportion to w
         (a finished particle stays in the population as it is and can be drawn again)
@@ -16,6 +16,11 @@ resampled in proportion to their weights, so a path the reward underrates can su
     answer with the finished particle of best path score
 
 A particle whose step the scorer cannot judge is dropped; the others go on.
+
+The path score is a probability that the partial solution is right (a PRM's output), so its
+log-odds are the log-weight, as in the authors' implementation (its_hub): with T = 1 a particle
+at 0.9 is drawn 81 times as often as one at 0.1. Softmax over the raw [0, 1] scores would make
+every weight within e^1 of every other, which is close to uniform resampling at any T near 1.
 """
 
 from __future__ import annotations
@@ -30,12 +35,16 @@ from ponder.result import Result
 from ponder.strategies._steps import StepSearch, ess, unique
 from ponder.strategies.base import STRATEGIES
 
+LOGIT_CLIP = 1e-6
+"""Scores of exactly 0 or 1 (the arithmetic checker's refuted or confirmed step) get log-odds
+of -+13.8 instead of infinity, which would make the weights NaN when every particle has one."""
+
 
 @STRATEGIES.register("particle-filtering", aliases=("pf", "particles"))
 @dataclass(frozen=True, kw_only=True)
 class ParticleFiltering(StepSearch):
     name = "particle-filtering"
-    summary = "particles resampled by softmax(score / T) each step (Puri et al. 2025)"
+    summary = "particles resampled by softmax(logit(score) / T) each step (Puri et al. 2025)"
 
     resample_temperature: float = 1.0
 
@@ -55,9 +64,7 @@ class ParticleFiltering(StepSearch):
         particles = await search.extend([search.root], n)
         sizes: list[float] = []
         while any(not p.done for p in particles) and not search.exhausted:
-            logits = np.array([p.score for p in particles]) / self.resample_temperature
-            weights = np.exp(logits - logits.max())
-            weights /= weights.sum()
+            weights = resampling_weights([p.score for p in particles], self.resample_temperature)
             sizes.append(ess(weights))
             drawn = [particles[i] for i in search.rng.choice(len(particles), size=n, p=weights)]
             search.prune(
@@ -72,3 +79,11 @@ class ParticleFiltering(StepSearch):
                 f"{n}): {', '.join(f'{s:.2f}' for s in sizes)}"
             )
         return search.result([p for p in particles if p.done], [p for p in particles if not p.done])
+
+
+def resampling_weights(scores: list[float], temperature: float) -> np.ndarray:
+    """softmax(logit(score) / temperature); scores on [0, 1], clipped off 0 and 1."""
+    probs = np.clip(np.array(scores, dtype=float), LOGIT_CLIP, 1.0 - LOGIT_CLIP)
+    logits = np.log(probs / (1.0 - probs)) / temperature
+    weights = np.exp(logits - logits.max())
+    return weights / weights.sum()
