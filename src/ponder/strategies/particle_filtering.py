@@ -37,7 +37,7 @@ from ponder.strategies.base import STRATEGIES
 
 LOGIT_CLIP = 1e-6
 """Scores of exactly 0 or 1 (the arithmetic checker's refuted or confirmed step) get log-odds
-of -+13.8 instead of infinity, which would make the weights NaN when every particle has one."""
+of -+13.8 instead of infinity, whose inf - inf in the softmax would make the weights NaN."""
 
 
 @STRATEGIES.register("particle-filtering", aliases=("pf", "particles"))
