@@ -16,7 +16,8 @@ from ponder.backends.scripted import ScriptedBackend, ScriptedRequest
 from ponder.errors import DataError, ScorerError
 from ponder.eval.bank import RunSpec, SampleBank
 from ponder.eval.datasets import Question, load_dataset
-from ponder.eval.runner import Collector, Plan, QuestionData, question_seed, template_hash
+from ponder.eval.runner import Collector, Plan, QuestionData, template_hash
+from ponder.seeds import sample_seed
 from ponder.scorers import build_scorer
 from ponder.scorers.base import Attempt, ScoreBatch, Scorer
 from ponder.tasks import get_task
@@ -76,7 +77,7 @@ def test_rerun_generates_nothing_and_more_samples_only_the_missing_ones(tmp_path
         assert [r.index for r in new] == [0, 1] * 3
         rows = data[0].samples
         assert [s.idx for s in rows] == [0, 1, 2, 3]
-        base = question_seed(0, QUESTIONS[0].id)
+        base = sample_seed(0, QUESTIONS[0].question)
         assert [s.seed for s in rows] == [base, base + 1, base + 2, base + 3]
         assert all(s.scores["mean-logprob"] == pytest.approx(-0.5) for s in rows)
         assert bank.count() == 12

@@ -94,6 +94,14 @@ def eval_command(
     max_tokens: Annotated[int, typer.Option(help="Tokens per sample.", min=1)] = 512,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.", min=0.0)] = 0.8,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 1.0,
+    top_logprobs: Annotated[
+        int,
+        typer.Option(
+            help="Alternatives kept per token in the bank (confidence rules read them).",
+            min=0,
+            max=20,
+        ),
+    ] = 0,
     seed: Annotated[int, typer.Option(help="Base seed of samples, subsets and bootstraps.")] = 0,
     subsets: Annotated[
         int, typer.Option(help="Random k-subsets per question and budget.", min=1)
@@ -193,7 +201,7 @@ def eval_command(
         sampling = dataclasses.replace(
             sampling,
             logprobs=engine.capabilities.logprobs,
-            top_logprobs=max([s.top_logprobs for s in scorers] + [0]),
+            top_logprobs=max([s.top_logprobs for s in scorers] + [top_logprobs]),
         )
         lines = build_lines(
             names, task=task, sampling=sampling, scorers=scorers, process_scorers=process,

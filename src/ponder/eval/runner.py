@@ -3,7 +3,7 @@ and the results of the strategies that must run live; each stored as soon as it 
 
 Per question, the missing samples are drawn in one backend call with `n` = how many are
 missing (split only by the backend's `max_n`), so the embedded backend batches them. Sample
-i of question q has seed `question_seed(seed, q) + i` (a call starting at sample i passes
+i of question q has seed `seeds.sample_seed(seed, q) + i` (a call starting at sample i passes
 that seed and the backend gives sample i + j seed + j), so what is stored does not depend on
 how many samples a call drew or on which run drew them. Samples are stored before they are
 scored, and the scores of a question as soon as its scoring calls return, so `kill -9`
@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ponder.seeds import sample_seed
 from ponder.backends.base import Backend, SamplingParams, TokenCallback
 from ponder.errors import BudgetError, DataError
 from ponder.eval.bank import Sample, SampleBank, StoredResult
@@ -43,12 +44,6 @@ def template_hash(task: Task) -> str:
     """Identifies the prompt the task builds: samples of another template never mix."""
     probe = [m.to_dict() for m in task.prompt("<<QUESTION>>")]
     return hashlib.sha256(json.dumps([task.name, probe]).encode()).hexdigest()[:12]
-
-
-def question_seed(seed: int, question_id: str) -> int:
-    """Seed of sample 0 of a question; sample i uses this + i."""
-    digest = hashlib.sha256(f"{seed}\0{question_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x3FFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +172,7 @@ class Collector:
         have = self.bank.indices(plan.run, question.id)
         missing = [i for i in range(plan.n) if i not in have]
         self.progress.reused += plan.n - len(missing)
-        base = question_seed(plan.seed, question.id)
+        base = sample_seed(plan.seed, question.question)
         prompt = self.task.prompt(question.question)
         for start, count in _calls(missing, self.backend.capabilities.max_n):
             if self.should_stop():

@@ -299,9 +299,8 @@ class Search:
         self.prompt = plan.task.prompt(question)
         self.params = plan.step_params()
         self.rng = plan.rng(question)
-        """Every random choice of the run: sampling seeds first, then resampling."""
-        seed = plan.sampling.seed
-        self.seed = seed if seed is not None else int(self.rng.integers(2**31))
+        """Every random choice of the run (resampling, ties)."""
+        self.seed = plan.sample_seed(question)
         self.root = Branch(id=0, parent=None, step="", status="kept")
         self.nodes: list[Branch] = [self.root]
         self.spent = Usage()

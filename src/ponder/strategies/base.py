@@ -14,7 +14,6 @@ every budget without generating again.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import time
 from abc import ABC, abstractmethod
@@ -24,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ponder import seeds
 from ponder.backends.base import (
     Backend,
     Completion,
@@ -110,8 +110,12 @@ class Strategy(ABC):
 
     def rng(self, question: str) -> np.random.Generator:
         """The generator for every random choice on `question` (ties, subsets, resampling)."""
-        digest = hashlib.sha256(f"{self.seed}\0{question}".encode()).digest()
-        return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        return seeds.rng(self.seed, "strategy", question.strip())
+
+    def sample_seed(self, question: str) -> int:
+        """Seed of sample 0 (sample i: + i), unless the sampling parameters fix one."""
+        given = self.sampling.seed
+        return given if given is not None else seeds.sample_seed(self.seed, question)
 
     def params(self) -> dict[str, Any]:
         """This strategy's own parameters, for the trace."""
@@ -181,7 +185,7 @@ class SampleStrategy(Strategy):
                 f"{backend.model_id!r} does not return"
             )
         rng = self.rng(question)
-        seed = params.seed if params.seed is not None else int(rng.integers(2**31))
+        seed = self.sample_seed(question)
         completions, usage, notes = await self.draw(question, backend, params, seed, on_tokens)
         candidates = self.judge(question, completions)
         sampled = usage
