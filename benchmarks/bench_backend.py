@@ -22,8 +22,8 @@ import argparse
 import asyncio
 import time
 
-from ponder.backends import SamplingParams
 from ponder.backends.embedded import EmbeddedBackend
+from ponder.core import SamplingParams
 
 QUESTION = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "

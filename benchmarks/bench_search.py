@@ -20,9 +20,8 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 
 from ponder import make_strategy
-from ponder.backends import SamplingParams
-from ponder.backends.base import Message, Prompt
 from ponder.backends.embedded import EmbeddedBackend
+from ponder.core import Message, Prompt, SamplingParams
 from ponder.result import Node
 from ponder.scorers import Attempt
 from ponder.scorers.self_eval import judge_prompt

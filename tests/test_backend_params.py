@@ -2,10 +2,11 @@
 
 import pytest
 
-from ponder.backends import SamplingParams, load_backend
-from ponder.backends.base import check_n, normalize_prompt
+from ponder.backends import load_backend
+from ponder.backends.base import check_n
 from ponder.backends.models import find_spec, resolve
 from ponder.backends.scripted import ScriptedBackend
+from ponder.core import SamplingParams, normalize_prompt
 from ponder.errors import ConfigError, ContextOverflowError, ModelError, UnknownNameError
 
 

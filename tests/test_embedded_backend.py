@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from ponder.backends import Backend, SamplingParams
+from ponder.backends import Backend
+from ponder.core import SamplingParams
 from ponder.errors import ConfigError, ContextOverflowError
 
 pytestmark = pytest.mark.model

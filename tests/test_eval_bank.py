@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from ponder.backends import SamplingParams
 from ponder.backends.scripted import ScriptedBackend, ScriptedRequest
+from ponder.core import SamplingParams
 from ponder.errors import DataError, ScorerError
 from ponder.eval.bank import RunSpec, SampleBank
 from ponder.eval.datasets import Question, load_dataset
-from ponder.eval.runner import Collector, Plan, QuestionData, template_hash
-from ponder.seeds import sample_seed
+from ponder.eval.collect import Collector, Plan, QuestionData
 from ponder.scorers import build_scorer
 from ponder.scorers.base import Attempt, ScoreBatch, Scorer
+from ponder.seeds import sample_seed
 from ponder.tasks import get_task
 
 TASK = get_task("math")
@@ -28,7 +28,7 @@ PARAMS = SamplingParams(max_tokens=32, logprobs=True)
 
 
 def _spec(**sampling: object) -> RunSpec:
-    return RunSpec("synthetic", "scripted", template_hash(TASK), {"temperature": 0.8, **sampling})
+    return RunSpec("synthetic", "scripted", TASK.fingerprint(), {"temperature": 0.8, **sampling})
 
 
 def _collect(
@@ -106,7 +106,7 @@ def test_runs_with_other_settings_are_refused_not_mixed(tmp_path: Path) -> None:
             bank.open_run(other)
         with pytest.raises(DataError, match="model scripted \\(asked other-model\\)"):
             bank.open_run(
-                RunSpec("synthetic", "other-model", template_hash(TASK), _spec().sampling)
+                RunSpec("synthetic", "other-model", TASK.fingerprint(), _spec().sampling)
             )
         key = bank.open_run(other, keep_others=True)
         assert key != _spec().key and bank.indices(key, QUESTIONS[0].id) == set()

@@ -47,7 +47,7 @@ def test_report_on_a_small_bank(tmp_path: Path) -> None:
     assert data["meta"]["generated_samples"] == 12 and data["meta"]["complete_questions"] == 3
     assert data["verifiers"][0]["scorer"] == "mean-logprob"
     assert data["comparisons"] and data["questions"][0]["samples"][0]["scores"]
-    assert (out / "results.csv").read_text().startswith("strategy,k,live,questions,accuracy")
+    assert (out / "results.csv").read_text().startswith("strategy,k,live,questions,samples,accuracy")
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2
     assert "synthetic-0-3x100-0" in page and "The answer is 7." in page
@@ -103,9 +103,9 @@ def test_bad_input_fails_with_a_message_that_says_what_to_change(
         (["--dataset", "gsm8k", "--strategy", "beem-search"], "Did you mean 'beam-search'"),
         (["--dataset", "gsm8k", "--scorer", "nope"], "unknown scorer 'nope'"),
         (["--dataset", "gsm8k", "--scorer", "oracle"], "pass@k is already the oracle"),
-        (["--dataset", "gsm8k", "--live-budget", "0"], "--live-budget takes positive integers"),
+        (["--dataset", "gsm8k", "--live-budget", "0"], "Invalid value for '--live-budget'"),
         (["--dataset", "gsm8k", "--beam-width", "2"], "no chosen strategy takes beam_width"),
-        (["--dataset", "gsm8k", "--baseline", "nope"], "--baseline 'nope' is not measured"),
+        (["--dataset", "gsm8k", "--baseline", "nope"], "baseline 'nope' is not measured"),
     ]  # fmt: skip
     for extra, message in cases:
         assert message in _fail([*common, *extra], capsys), extra

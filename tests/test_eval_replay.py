@@ -13,20 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ponder.backends import SamplingParams
 from ponder.backends.scripted import ScriptedBackend, ScriptedRequest
+from ponder.core import SamplingParams
 from ponder.errors import ConfigError
-from ponder.eval.bank import RunSpec, Sample, SampleBank, result_from_dict
+from ponder.eval.bank import RunSpec, Sample, SampleBank
 from ponder.eval.datasets import Question, load_dataset
-from ponder.eval.replay import (
-    COVERAGE,
-    build_lines,
-    drop_duplicates,
-    live_cells,
-    replay,
-    verifier,
-)
-from ponder.eval.runner import Collector, Plan, QuestionData
+from ponder.eval.lines import COVERAGE, LineRequest, Lines, build_lines
+from ponder.eval.replay import drop_duplicates, live_cells, replay
+from ponder.eval.verifiers import verifier
+from ponder.eval.collect import Collector, Plan, QuestionData
+from ponder.result import Result
 from ponder.scorers import build_scorer
 from ponder.scorers.base import Attempt, ScoreBatch, Scorer
 from ponder.tasks import get_task
@@ -35,6 +31,17 @@ from ponder.usage import Usage
 TASK = get_task("math")
 SAMPLING = SamplingParams(max_tokens=64, temperature=0.8, logprobs=True)
 SCORER = build_scorer("mean-logprob")
+
+
+def _lines(
+    names: list[str] | None,
+    scorers: Sequence[str] = (),
+    process: Sequence[str] = (),
+    n: int = 6,
+    options: dict[str, object] | None = None,
+) -> Lines:
+    request = LineRequest(names, scorers, process, n, 0, SAMPLING, options or {})
+    return build_lines(request, ScriptedBackend())
 
 
 def _item(
@@ -91,16 +98,7 @@ def _best_right(answers: list[str | None], scores: list[float], gold: str) -> bo
 
 
 def test_replay_equals_enumeration_of_every_subset() -> None:
-    lines = build_lines(
-        ["self-consistency", "best-of-n"],
-        task=TASK,
-        sampling=SAMPLING,
-        scorers=[SCORER],
-        process_scorers=[],
-        n=6,
-        seed=0,
-        options={},
-    )
+    lines = _lines(["self-consistency", "best-of-n"], ["mean-logprob"], n=6)
     cells = replay(ITEMS, TASK, lines.replayed, n=6, subset_count=64)
     for item, qi in zip(ITEMS, range(3), strict=True):
         answers = [s.answer for s in item.samples]
@@ -136,16 +134,7 @@ def test_random_subsets_are_seeded_and_estimate_the_exact_mean() -> None:
         str(x) for x in rng.choice([1, 2, 3], size=16, p=[0.4, 0.35, 0.25])
     ]
     item = _item("z", "1", answers, [float(-x) for x in rng.random(16)])
-    lines = build_lines(
-        ["self-consistency"],
-        task=TASK,
-        sampling=SAMPLING,
-        scorers=[],
-        process_scorers=[],
-        n=16,
-        seed=0,
-        options={},
-    )
+    lines = _lines(["self-consistency"], n=16)
     one = replay([item], TASK, lines.replayed, n=16, subset_count=400, seed=1)
     same = replay([item], TASK, lines.replayed, n=16, subset_count=400, seed=1)
     assert one[("self-consistency", 8)].values == same[("self-consistency", 8)].values
@@ -159,15 +148,6 @@ def test_random_subsets_are_seeded_and_estimate_the_exact_mean() -> None:
     assert one[("self-consistency", 16)].values[0] == float(_majority_right(answers, "1"))
 
 
-class _Judge(Scorer):
-    """A stand-in outcome scorer whose scores were stored with a cost."""
-
-    name = "judge"
-
-    async def ascore(self, attempts: Sequence[Attempt]) -> ScoreBatch:
-        raise AssertionError("replay never scores")
-
-
 def test_scorer_cost_is_paid_only_by_lines_that_read_the_scorer() -> None:
     costly = [
         QuestionData(
@@ -175,8 +155,8 @@ def test_scorer_cost_is_paid_only_by_lines_that_read_the_scorer() -> None:
             tuple(
                 dataclasses.replace(
                     s,
-                    scores={"judge": float(i)},
-                    score_usage={"judge": Usage(prompt_tokens=100, completion_tokens=1)},
+                    scores={"self-eval": i / 10},
+                    score_usage={"self-eval": Usage(prompt_tokens=100, completion_tokens=1)},
                 )
                 for i, s in enumerate(item.samples)
             ),
@@ -185,18 +165,9 @@ def test_scorer_cost_is_paid_only_by_lines_that_read_the_scorer() -> None:
         )
         for item in ITEMS
     ]
-    lines = build_lines(
-        ["best-of-n", "self-consistency"],
-        task=TASK,
-        sampling=SAMPLING,
-        scorers=[_Judge()],
-        process_scorers=[],
-        n=6,
-        seed=0,
-        options={},
-    )
+    lines = _lines(["best-of-n", "self-consistency"], ["self-eval"], n=6)
     cells = replay(costly, TASK, lines.replayed, n=6)
-    scored, plain = cells[("best-of-n[judge]", 4)], cells[("self-consistency", 4)]
+    scored, plain = cells[("best-of-n[self-eval]", 4)], cells[("self-consistency", 4)]
     assert scored.scoring_tokens[0] == pytest.approx(4 * 101)
     assert scored.prompt_tokens[0] == pytest.approx(50 + 400)
     assert plain.scoring_tokens[0] == 0 and plain.prompt_tokens[0] == 50
@@ -221,16 +192,7 @@ def test_verifier_false_positives_and_the_ceilings_they_imply() -> None:
 
 
 def test_lines_come_from_the_registries_and_duplicates_are_dropped() -> None:
-    lines = build_lines(
-        None,
-        task=TASK,
-        sampling=SAMPLING,
-        scorers=[SCORER],
-        process_scorers=[],
-        n=4,
-        seed=0,
-        options={},
-    )
+    lines = _lines(None, ["mean-logprob"], n=4)
     labels = [line.label for line in lines.replayed]
     assert labels[0] == COVERAGE
     assert {
@@ -252,27 +214,10 @@ def test_lines_come_from_the_registries_and_duplicates_are_dropped() -> None:
     assert "best-of-n[mean-logprob]" in kept_labels
     assert all(label in kept_labels for label, _ in cells)
     with pytest.raises(ConfigError, match="no chosen strategy takes beam_width"):
-        build_lines(
-            ["self-consistency"],
-            task=TASK,
-            sampling=SAMPLING,
-            scorers=[],
-            process_scorers=[],
-            n=4,
-            seed=0,
-            options={"beam_width": 2},
-        )
-    with pytest.raises(ConfigError, match="needs a process scorer"):
-        build_lines(
-            ["beam-search"],
-            task=TASK,
-            sampling=SAMPLING,
-            scorers=[],
-            process_scorers=[],
-            n=4,
-            seed=0,
-            options={},
-        )
+        _lines(["self-consistency"], n=4, options={"beam_width": 2})
+    # a step-level strategy named without a process scorer gets the task's free default
+    defaulted = _lines(["beam-search"], n=4)
+    assert {line.label for line in defaulted.live} == {"beam-search[arithmetic]"}
 
 
 def _steps(request: ScriptedRequest) -> str:
@@ -286,19 +231,13 @@ def test_step_level_strategies_run_live_and_are_stored_per_question_and_budget(
     tmp_path: Path,
 ) -> None:
     questions = load_dataset("synthetic", limit=2).questions
-    lines = build_lines(
-        ["beam-search"],
-        task=TASK,
-        sampling=SAMPLING,
-        scorers=[],
-        process_scorers=[SCORER],
-        n=4,
-        seed=0,
-        options={"beam_width": 2, "max_steps": 3},
-    )
+    lines = _lines(["beam-search"], [], ["mean-logprob"], n=4,
+                   options={"beam_width": 2, "max_steps": 3})  # fmt: skip
+    # one beam is below the width of 2: that budget is skipped, with a note
     assert [(j.label, j.k) for j in lines.jobs] == [
-        ("beam-search[mean-logprob]", k) for k in (1, 2, 4)
+        ("beam-search[mean-logprob]", k) for k in (2, 4)
     ]
+    assert any("k=1 skipped" in note for note in lines.notes)
     backend = ScriptedBackend(_steps)
     with SampleBank(tmp_path / "bank.sqlite") as bank:
         run = bank.open_run(RunSpec("synthetic", "scripted", "t", {}))
@@ -313,9 +252,6 @@ def test_step_level_strategies_run_live_and_are_stored_per_question_and_budget(
         )
         first = Collector(bank, backend, TASK, plan)
         data = asyncio.run(first.run())
-        # one beam is below the width of 2: that budget is skipped, with a note
-        assert first.unusable == {("beam-search[mean-logprob]", 1)}
-        assert any("k=1 skipped" in note for note in first.progress.notes)
         assert first.progress.live_runs == 4 and all(d.complete for d in data)
         requests = len(backend.requests)
         again = Collector(bank, backend, TASK, plan)
@@ -324,7 +260,7 @@ def test_step_level_strategies_run_live_and_are_stored_per_question_and_budget(
         assert len(backend.requests) == requests
     stored = data[0].live[("beam-search[mean-logprob]", 4)]
     assert stored.data["answer"] == "5" and stored.correct == (questions[0].answer == "5")
-    assert result_from_dict(stored.data).to_dict() == stored.data
+    assert Result.from_dict(stored.data).to_dict() == stored.data
     cells = live_cells(data, lines.live)
     cell = cells[("beam-search[mean-logprob]", 4)]
     assert cell.live and len(cell.values) == 2

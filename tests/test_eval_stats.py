@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from ponder.eval.replay import budgets
+from ponder.eval.lines import budgets
 from ponder.eval.stats import (
     bootstrap_ci,
     flaws_ceiling,

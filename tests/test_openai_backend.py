@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from ponder.backends import SamplingParams, load_backend
+from ponder.backends import load_backend
 from ponder.backends.openai import OpenAIBackend
+from ponder.core import SamplingParams
 from ponder.errors import (
     BackendError,
     BackendTimeoutError,

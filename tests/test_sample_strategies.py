@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 import ponder
-from ponder import make_strategy
-from ponder.backends.base import SamplingParams
+from tests.support.strategies import make as make_strategy
 from ponder.backends.scripted import ScriptedBackend
+from ponder.core import SamplingParams
 from ponder.errors import BudgetError, ConfigError, UnknownNameError, UnsupportedError
 from ponder.result import Candidate
 from ponder.scorers import SCORERS, Attempt, ScoreBatch, Scorer
-from ponder.strategies import STRATEGIES, Budget, SampleStrategy, build_strategy
+from ponder.strategies import STRATEGIES, Budget, SampleStrategy
+from ponder.strategies.spec import StrategySpec
 from ponder.tasks import get_task
 from ponder.usage import Usage
 from tests.support.recording import Recording
@@ -37,7 +38,7 @@ class KnowsSeventeen(Scorer):
         self.seen += [a.text for a in attempts]
         return ScoreBatch(
             tuple(1.0 if "17" in a.text else 0.1 for a in attempts),
-            Usage(prompt_tokens=len(attempts), calls=1),
+            tuple(Usage(prompt_tokens=1, calls=1) for _ in attempts),
         )
 
 
@@ -259,11 +260,12 @@ def test_token_budget_with_a_sample_budget_stops_at_whichever_comes_first() -> N
 def test_bad_input_errors() -> None:
     backend = ScriptedBackend()
     with pytest.raises(UnknownNameError, match=r"Did you mean 'self-consistency'.*greedy"):
-        build_strategy("self-consistancy")
+        StrategySpec("self-consistancy")
     with pytest.raises(UnknownNameError, match=r"self-eval.*Valid scorers: .*mean-logprob"):
         make_strategy("best-of-n", backend=backend, scorer="slef-eval")
-    with pytest.raises(ConfigError, match="needs a scorer"):
-        make_strategy("best-of-n", backend=backend)
+    # a strategy that needs a scorer and names none gets the task's free default
+    assert make_strategy("best-of-n", backend=backend).scorer.name == "mean-logprob"  # type: ignore[union-attr]
+    assert StrategySpec("best-of-n").defaulted_scorer
     with pytest.raises(ConfigError, match="no option beam_width; its options: batch_size"):
         make_strategy("self-consistency", backend=backend, beam_width=3)
     with pytest.raises(BudgetError, match="samples"):

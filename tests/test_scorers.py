@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ponder.backends import Backend, SamplingParams
-from ponder.backends.base import Completion, Prompt, TextScore, TokenLogprob
+from ponder.backends import Backend
 from ponder.backends.scripted import ScriptedBackend
+from ponder.core import Completion, Prompt, SamplingParams, TextScore, TokenLogprob
 from ponder.errors import ConfigError, ScorerError, UnsupportedError
 from ponder.scorers import Attempt, build_scorer
 from ponder.tasks import get_task
@@ -268,7 +268,7 @@ def test_reward_http_slow_or_down(reward_server: tuple[str, type[_Reward]]) -> N
 
 
 def test_sampling_asks_for_logprobs_the_scorer_reads() -> None:
-    from ponder import make_strategy
+    from tests.support.strategies import make as make_strategy
 
     backend = ScriptedBackend(["The answer is 1."])
     plan = make_strategy("best-of-n", backend=backend, n=2, scorer="self-certainty")

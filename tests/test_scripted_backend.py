@@ -1,7 +1,8 @@
 import json
 
-from ponder.backends import SamplingParams, load_backend
+from ponder.backends import load_backend
 from ponder.backends.scripted import ScriptedBackend, tokenize
+from ponder.core import SamplingParams
 
 
 def test_replies_in_turn_with_exact_token_counts() -> None:

@@ -24,20 +24,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ponder import make_strategy
-from ponder.backends import Backend, SamplingParams
+from tests.support.strategies import make as make_strategy
+from ponder.backends import Backend
 from ponder.backends.scripted import ReplyRule, ScriptedRequest
+from ponder.core import SamplingParams
 from ponder.errors import BudgetError, ConfigError, ScorerError
 from ponder.result import Result
 from ponder.scorers import Attempt, ScoreBatch, Scorer, build_scorer
-from ponder.strategies import STRATEGIES
-from ponder.strategies._steps import Delimiter
+from ponder.strategies import STRATEGIES, Kind
+from ponder.strategies.steps import Delimiter
 from ponder.strategies.particle_filtering import resampling_weights
 from ponder.tracehtml import render_tree
 from ponder.usage import Usage
 from tests.support.recording import Recording
 
-STEP_LEVEL = sorted(name for name, cls in STRATEGIES.items() if cls.step_level)
+STEP_LEVEL = sorted(name for name, cls in STRATEGIES.items() if cls.kind is Kind.STEP)
 STATUSES = {"kept", "pruned", "finished", "dropped", "cut"}
 
 
@@ -86,9 +87,12 @@ class KnowsTheWay(Scorer):
             if self.fail_on and self.fail_on in last:
                 raise RuntimeError("scorer broke")
             scores.append(math.nan if self.nan_on and self.nan_on in last else self.judge(last))
-        usage = Usage(prompt_tokens=len(attempt.text.split()), completion_tokens=1, calls=1)
-        self.spent.append(usage)
-        return ScoreBatch(tuple(scores), usage)
+        usages = tuple(
+            Usage(prompt_tokens=len(a.text.split()), completion_tokens=1, calls=1)
+            for a in attempts
+        )
+        self.spent += usages
+        return ScoreBatch(tuple(scores), usages)
 
 
 def plan_for(name: str, backend: Backend, scorer: Scorer | str, **options: Any) -> Any:
@@ -238,8 +242,8 @@ def test_bad_budgets_and_options() -> None:
         plan_for("beam-search", backend, "arithmetic", token_budget=10).run("q", backend)
     with pytest.raises(BudgetError, match="beam width 4 needs at least 4 samples"):
         plan_for("dvts", backend, "arithmetic", n=2, beam_width=4).run("q", backend)
-    with pytest.raises(ConfigError, match="needs a scorer"):
-        make_strategy("dvts", backend=backend)
+    # named without a process scorer, a search gets the task's free default
+    assert make_strategy("dvts", backend=backend).scorer.name == "arithmetic"  # type: ignore[union-attr]
     with pytest.raises(ConfigError, match="aggregate"):
         plan_for("dvts", backend, "arithmetic", aggregate="max")
     with pytest.raises(ConfigError, match="regex"):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from ponder.backends.scripted import ScriptedBackend, ScriptedRequest
 from ponder.server.app import ServerSettings, create_app
-from ponder.server.routing import strategy_options
+from ponder.strategies.spec import strategy_options
 from ponder.strategies import STRATEGIES
 
 SENT: list[int] = []

@@ -95,7 +95,7 @@ def test_strategies_lists_every_name() -> None:
         (["solve", "q", "--strategy", "nope"], "Valid strategies: a-star"),
         (["solve", "q", "--strategy", "self-consistancy"], "Did you mean 'self-consistency'"),
         (["solve", "q", "--scorer", "slef-eval"], "Valid scorers"),
-        (["solve", "q", "--strategy", "best-of-n"], "needs a scorer (--scorer)"),
+        (["solve", "q", "-s", "beam-search", "-n", "2"], "needs at least 4 samples"),
         (["solve", "q", "--beam-width", "3"], "has no option beam_width"),
         (["solve", "q", "-o", "min_fraction=0.3"], "has no option min_fraction"),
         (["solve", "q", "--process-scorer", "self-eval"], "use --scorer"),
@@ -104,7 +104,7 @@ def test_strategies_lists_every_name() -> None:
         (["solve", "q", "-o", "nokey"], "key=value"),
         (["solve", "q", "--temperature", "-1", "--backend", "scripted", "--model", "x"], ""),
         (["solve", "q", "--scorer", "oracle", "-s", "best-of-n"], "evaluation only"),
-        (["generate", "hi", "-n", "0", "--model", "small"], "n must be"),
+        (["generate", "hi", "-n", "0", "--model", "small"], "Invalid value for '-n'"),
         (["generate", "hi", "--model", "/no/such.gguf"], "does not exist"),
     ],
 )
@@ -125,8 +125,8 @@ def test_reward_endpoint_down_is_one_line(replies: str) -> None:
 
 
 def test_json_output_has_no_nan() -> None:
-    from ponder.cli import _finite
+    from ponder.serialize import jsonable
 
-    data = _finite({"scores": {"self-eval": math.nan, "x": 1.0}, "list": [math.inf, 2.0]})
+    data = jsonable({"scores": {"self-eval": math.nan, "x": 1.0}, "list": [math.inf, 2.0]})
     assert data == {"scores": {"self-eval": None, "x": 1.0}, "list": [None, 2.0]}
     json.dumps(data, allow_nan=False)

@@ -4,9 +4,10 @@
     result = ponder.solve("What is 17 * 23?", strategy="self-consistency", n=8)
     print(result.answer, result.usage.total_tokens, result.trace.decision)
 
-For composing your own: `load_backend`, `build_strategy`, `build_scorer`, `Budget`,
-`SamplingParams`, `get_task`, and the `Result` every strategy returns. `import ponder` is
-cheap: those names are imported on first use.
+For composing your own: `load_backend`, `StrategySpec` (a strategy by name, validated, built
+for a backend), `build_scorer`, `Budget`, `SamplingParams`, `get_task`, and the `Result`
+every strategy returns; `Evaluation` / `EvalConfig` for the evaluation pipeline. `import
+ponder` is cheap: those names are imported on first use.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ponder.backends.base import Backend, SamplingParams, TokenCallback
+    from ponder.backends.base import Backend
     from ponder.backends.registry import load_backend
+    from ponder.core import SamplingParams, TokenCallback
     from ponder.errors import PonderError
+    from ponder.eval.api import EvalConfig, EvalSummary, Evaluation, evaluate
     from ponder.result import Candidate, Result, Trace
     from ponder.scorers.base import Scorer, build_scorer
-    from ponder.strategies.base import STRATEGIES, Budget, Strategy, build_strategy
+    from ponder.strategies.base import STRATEGIES, Budget, Kind, Strategy
+    from ponder.strategies.spec import StrategySpec
     from ponder.tasks.base import Task, get_task
     from ponder.usage import Usage
 
@@ -28,9 +32,13 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Backend": "ponder.backends.base",
-    "SamplingParams": "ponder.backends.base",
     "load_backend": "ponder.backends.registry",
+    "SamplingParams": "ponder.core",
     "PonderError": "ponder.errors",
+    "EvalConfig": "ponder.eval.api",
+    "EvalSummary": "ponder.eval.api",
+    "Evaluation": "ponder.eval.api",
+    "evaluate": "ponder.eval.api",
     "Candidate": "ponder.result",
     "Result": "ponder.result",
     "Trace": "ponder.result",
@@ -38,8 +46,9 @@ _LAZY = {
     "build_scorer": "ponder.scorers.base",
     "STRATEGIES": "ponder.strategies.base",
     "Budget": "ponder.strategies.base",
+    "Kind": "ponder.strategies.base",
     "Strategy": "ponder.strategies.base",
-    "build_strategy": "ponder.strategies.base",
+    "StrategySpec": "ponder.strategies.spec",
     "Task": "ponder.tasks.base",
     "get_task": "ponder.tasks.base",
     "Usage": "ponder.usage",
@@ -57,47 +66,6 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-def make_strategy(
-    strategy: str,
-    *,
-    backend: Backend,
-    n: int | None = None,
-    token_budget: int | None = None,
-    scorer: str | Scorer | None = None,
-    scorer_options: dict[str, Any] | None = None,
-    sampling: SamplingParams | None = None,
-    task: str | Task = "math",
-    seed: int = 0,
-    **options: Any,
-) -> Strategy:
-    """A strategy from names and numbers (what the CLI and `solve` use).
-
-    `n` and `token_budget` make the `Budget` (a strategy's own default budget otherwise);
-    a scorer given by name is built with `scorer_options` for `backend`; any other keyword
-    is a field of the strategy (`min_fraction=0.3`, `beam_width=4`), and a field the
-    strategy does not have raises `ConfigError` naming the ones it has.
-    """
-    from ponder.scorers.base import build_scorer
-    from ponder.strategies.base import STRATEGIES, Budget, build_strategy
-    from ponder.tasks.base import get_task
-
-    cls = STRATEGIES.get(strategy)
-    built: dict[str, Any] = dict(options)
-    built["task"] = get_task(task) if isinstance(task, str) else task
-    if isinstance(scorer, str):
-        scorer = build_scorer(scorer, backend=backend, **(scorer_options or {}))
-    if scorer is not None:
-        built["scorer"] = scorer
-    if sampling is not None:
-        built["sampling"] = sampling
-    if n is not None or token_budget is not None:
-        default = cls.__dataclass_fields__["budget"].default
-        samples = n if n is not None else (None if token_budget else default.samples)  # type: ignore[union-attr]
-        built["budget"] = Budget(samples=samples, tokens=token_budget)
-    built["seed"] = seed
-    return build_strategy(strategy, **built)
-
-
 async def asolve(
     question: str,
     strategy: str = "self-consistency",
@@ -112,14 +80,29 @@ async def asolve(
     seed: int = 0,
     token_budget: int | None = None,
     scorer_options: dict[str, Any] | None = None,
-    task: str | Task = "math",
+    task: str = "math",
     on_tokens: TokenCallback | None = None,
     **options: Any,
 ) -> Result:
     """`solve` for code that already runs an event loop."""
-    from ponder.backends.base import Backend, SamplingParams
+    from ponder.backends.base import Backend
     from ponder.backends.registry import load_backend
+    from ponder.core import SamplingParams
+    from ponder.scorers.base import Scorer
+    from ponder.strategies.spec import StrategySpec
 
+    own = scorer if isinstance(scorer, Scorer) else None
+    spec = StrategySpec(
+        strategy,
+        samples=n,
+        tokens=token_budget,
+        scorer=None if own is not None else scorer,
+        scorer_options=scorer_options or {},
+        options=options,
+        sampling=SamplingParams(max_tokens=max_tokens, temperature=temperature),
+        seed=seed,
+        task=task,
+    )
     owned = not isinstance(backend, Backend)
     engine = (
         backend
@@ -127,19 +110,8 @@ async def asolve(
         else load_backend(backend or "embedded", model=model, base_url=base_url)
     )
     try:
-        plan = make_strategy(
-            strategy,
-            backend=engine,
-            n=n,
-            token_budget=token_budget,
-            scorer=scorer,
-            scorer_options=scorer_options,
-            sampling=SamplingParams(max_tokens=max_tokens, temperature=temperature),
-            task=task,
-            seed=seed,
-            **options,
-        )
-        return await plan.arun(question, engine, on_tokens=on_tokens)
+        strategy_ = spec.build(engine, scorer=own)
+        return await strategy_.arun(question, engine, on_tokens=on_tokens)
     finally:
         if owned:
             await engine.aclose()
@@ -160,8 +132,9 @@ def solve(
     `backend`: a `Backend` you built (kept open), or a backend name ("embedded" by default,
     "openai" with `base_url=`), loaded for this call and closed after it. `model`: for the
     embedded backend a catalog name or .gguf path (default qwen2.5-coder-1.5b; "small" is
-    the 0.5B model). Other keywords: `max_tokens`, `temperature`, `seed`, `token_budget`,
-    `scorer_options`, `task`, `on_tokens`, and the strategy's own fields (see
+    the 0.5B model). A strategy that needs a scorer and is given none gets its task's free
+    default. Other keywords: `max_tokens`, `temperature`, `seed`, `token_budget`,
+    `scorer_options`, `task`, `on_tokens`, and the strategy's own options (see
     `ponder strategies`).
     """
     import asyncio
@@ -182,19 +155,23 @@ __all__ = [
     "Backend",
     "Budget",
     "Candidate",
+    "EvalConfig",
+    "EvalSummary",
+    "Evaluation",
+    "Kind",
     "PonderError",
     "Result",
     "SamplingParams",
     "Scorer",
     "Strategy",
+    "StrategySpec",
     "Task",
     "Trace",
     "Usage",
     "asolve",
     "build_scorer",
-    "build_strategy",
+    "evaluate",
     "get_task",
     "load_backend",
-    "make_strategy",
     "solve",
 ]

@@ -1,17 +1,22 @@
 """What a strategy returns: a frozen `Result` holding every candidate and the `Trace`.
 
 One return type for every strategy. A `Trace` keeps enough to see why an answer won: the
-vote table and decision rule of sample-based strategies, and the search tree (`Node`s) of
-step-level ones. Everything serializes to plain JSON with `to_dict()`.
+vote table and decision rule of sample-based strategies, how many samples they used and why
+they stopped, and the search tree (`Node`s) of step-level ones.
+
+`Result.to_dict()` is strict JSON data (a NaN score is `null`) and `Result.from_dict` reads it
+back: the CLI, the server, the sample bank and the report all write a Result this way.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ponder.backends.base import Completion
+from ponder.core import Completion
+from ponder.serialize import jsonable
 from ponder.usage import Usage
 
 NodeStatus = Literal["open", "kept", "pruned", "finished", "dropped", "cut"]
@@ -49,17 +54,32 @@ class Candidate:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "answer": self.answer,
-            "cluster": self.cluster,
-            "finish_reason": self.finish_reason,
-            "completion_tokens": self.completion_tokens,
-            "mean_logprob": self.mean_logprob,
-            "sum_logprob": self.sum_logprob,
-            "scores": dict(self.scores),
-            "usage": self.usage.to_dict(),
-        }
+        return jsonable(
+            {
+                "text": self.text,
+                "answer": self.answer,
+                "cluster": self.cluster,
+                "finish_reason": self.finish_reason,
+                "completion_tokens": self.completion_tokens,
+                "mean_logprob": self.mean_logprob,
+                "sum_logprob": self.sum_logprob,
+                "scores": dict(self.scores),
+                "usage": self.usage.to_dict(),
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
+        return cls(
+            text=data["text"],
+            answer=data["answer"],
+            usage=Usage.from_dict(data["usage"]),
+            finish_reason=data["finish_reason"],
+            mean_logprob=data["mean_logprob"],
+            sum_logprob=data["sum_logprob"],
+            scores={k: _float(v) for k, v in data["scores"].items()},
+            cluster=data["cluster"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +93,18 @@ class Vote:
     """Indices of the candidates in this class."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "answer": self.answer,
-            "count": self.count,
-            "weight": self.weight,
-            "members": list(self.members),
-        }
+        return jsonable(
+            {
+                "answer": self.answer,
+                "count": self.count,
+                "weight": self.weight,
+                "members": list(self.members),
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Vote:
+        return cls(data["answer"], data["count"], _float(data["weight"]), tuple(data["members"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,18 +126,35 @@ class Node:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "parent": self.parent,
-            "depth": self.depth,
-            "step": self.step,
-            "status": self.status,
-            "score": self.score,
-            "step_scores": dict(self.step_scores),
-            "tokens": self.tokens,
-            "usage": self.usage.to_dict(),
-            "note": self.note,
-        }
+        return jsonable(
+            {
+                "id": self.id,
+                "parent": self.parent,
+                "depth": self.depth,
+                "step": self.step,
+                "status": self.status,
+                "score": self.score,
+                "step_scores": dict(self.step_scores),
+                "tokens": self.tokens,
+                "usage": self.usage.to_dict(),
+                "note": self.note,
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Node:
+        return cls(
+            id=data["id"],
+            parent=data["parent"],
+            depth=data["depth"],
+            step=data["step"],
+            status=data["status"],
+            score=data["score"],
+            step_scores={k: _float(v) for k, v in data["step_scores"].items()},
+            tokens=data["tokens"],
+            usage=Usage.from_dict(data["usage"]),
+            note=data["note"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +164,8 @@ class Trace:
     strategy: str
     decision: str
     """The rule that picked the answer, in words (e.g. "majority of 8; tie broken by ...")."""
+    kind: str = "sample"
+    """The strategy's kind: sample, step or sequential."""
     params: Mapping[str, Any] = field(default_factory=dict)
     votes: tuple[Vote, ...] = ()
     nodes: tuple[Node, ...] = ()
@@ -128,17 +173,41 @@ class Trace:
     """Node ids from the root to the chosen leaf (step-level search)."""
     notes: tuple[str, ...] = ()
     """Things the user should know: dropped nodes, cut steps, budget stops."""
+    used: int | None = None
+    """Complete samples the decision read (sample strategies)."""
+    stop: str | None = None
+    """Why the strategy stopped before its budget (an early-stopping rule), if it did."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "strategy": self.strategy,
-            "decision": self.decision,
-            "params": _jsonable(self.params),
-            "votes": [v.to_dict() for v in self.votes],
-            "nodes": [n.to_dict() for n in self.nodes],
-            "chosen_path": list(self.chosen_path),
-            "notes": list(self.notes),
-        }
+        return jsonable(
+            {
+                "strategy": self.strategy,
+                "kind": self.kind,
+                "decision": self.decision,
+                "params": self.params,
+                "votes": [v.to_dict() for v in self.votes],
+                "nodes": [n.to_dict() for n in self.nodes],
+                "chosen_path": list(self.chosen_path),
+                "notes": list(self.notes),
+                "used": self.used,
+                "stop": self.stop,
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Trace:
+        return cls(
+            strategy=data["strategy"],
+            kind=data.get("kind", "sample"),
+            decision=data["decision"],
+            params=data["params"],
+            votes=tuple(Vote.from_dict(v) for v in data["votes"]),
+            nodes=tuple(Node.from_dict(n) for n in data["nodes"]),
+            chosen_path=tuple(data["chosen_path"]),
+            notes=tuple(data["notes"]),
+            used=data.get("used"),
+            stop=data.get("stop"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,24 +231,34 @@ class Result:
         return self.trace.strategy
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "question": self.question,
-            "answer": self.answer,
-            "strategy": self.strategy,
-            "chosen": self.chosen,
-            "text": self.text,
-            "usage": self.usage.to_dict(),
-            "seconds": self.seconds,
-            "candidates": [c.to_dict() for c in self.candidates],
-            "trace": self.trace.to_dict(),
-        }
+        return jsonable(
+            {
+                "question": self.question,
+                "answer": self.answer,
+                "strategy": self.strategy,
+                "chosen": self.chosen,
+                "text": self.text,
+                "usage": self.usage.to_dict(),
+                "seconds": self.seconds,
+                "candidates": [c.to_dict() for c in self.candidates],
+                "trace": self.trace.to_dict(),
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Result:
+        """A Result back from its `to_dict()` (stored live results, search trees)."""
+        return cls(
+            question=data["question"],
+            answer=data["answer"],
+            chosen=data["chosen"],
+            candidates=tuple(Candidate.from_dict(c) for c in data["candidates"]),
+            usage=Usage.from_dict(data["usage"]),
+            trace=Trace.from_dict(data["trace"]),
+            seconds=data["seconds"],
+        )
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
+def _float(value: float | None) -> float:
+    """A score read back from JSON: null was NaN."""
+    return math.nan if value is None else float(value)

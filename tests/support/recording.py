@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ponder.backends.base import Generation, Prompt, SamplingParams, TextScore, TokenCallback
 from ponder.backends.scripted import ScriptedBackend
+from ponder.core import Generation, Prompt, SamplingParams, TextScore, TokenCallback
 from ponder.usage import Usage
 
 

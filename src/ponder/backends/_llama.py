@@ -37,7 +37,7 @@ import llama_cpp as L
 import numpy as np
 
 from ponder.backends._sampling import draw, token_logprobs
-from ponder.backends.base import SamplingParams
+from ponder.core import SamplingParams
 from ponder.errors import (
     BackendError,
     ConfigError,

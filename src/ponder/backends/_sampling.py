@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ponder.backends.base import SamplingParams
+from ponder.core import SamplingParams
 
 _CUTOFF = 30.0
 

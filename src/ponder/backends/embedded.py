@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ponder.backends._llama import EngineStats, LlamaEngine, SeqOutput
-from ponder.backends.base import (
-    Backend,
-    Capabilities,
+from ponder.backends.base import Backend, Capabilities, check_n
+from ponder.backends.models import DEFAULT_MODEL, resolve
+from ponder.backends.registry import BACKENDS, BackendSpec
+from ponder.core import (
     Completion,
     Generation,
     NormalizedPrompt,
@@ -25,11 +26,8 @@ from ponder.backends.base import (
     TextScore,
     TokenCallback,
     TokenLogprob,
-    check_n,
     normalize_prompt,
 )
-from ponder.backends.models import DEFAULT_MODEL, resolve
-from ponder.backends.registry import BACKENDS, BackendSpec
 from ponder.errors import ConfigError
 from ponder.usage import Usage
 
@@ -62,6 +60,7 @@ def _release(engine: LlamaEngine) -> None:
                 return
 
 
+@BACKENDS.register("embedded", aliases=("llama.cpp", "local"))
 class EmbeddedBackend(Backend):
     def __init__(
         self,
@@ -80,6 +79,14 @@ class EmbeddedBackend(Backend):
             prefix_reuse=True,
             max_n=self._engine.n_seq_max,
             extra={"context": self._engine.n_ctx},
+        )
+
+    @classmethod
+    def from_spec(cls, spec: BackendSpec) -> EmbeddedBackend:
+        return cls(
+            spec.model or DEFAULT_MODEL,
+            context=spec.context or DEFAULT_CONTEXT,
+            parameters=spec.parameters,
         )
 
     @property
@@ -204,12 +211,3 @@ class EmbeddedBackend(Backend):
 
 def _text(piece: bytes) -> str:
     return piece.decode("utf-8", errors="replace")
-
-
-@BACKENDS.register("embedded", aliases=("llama.cpp", "local"))
-def _embedded(spec: BackendSpec) -> EmbeddedBackend:
-    return EmbeddedBackend(
-        spec.model or DEFAULT_MODEL,
-        context=spec.context or DEFAULT_CONTEXT,
-        parameters=spec.parameters,
-    )

@@ -27,9 +27,9 @@ from typing import Any
 
 import httpx
 
-from ponder.backends.base import (
-    Backend,
-    Capabilities,
+from ponder.backends.base import Backend, Capabilities, check_n
+from ponder.backends.registry import BACKENDS, BackendSpec
+from ponder.core import (
     Completion,
     Generation,
     NormalizedPrompt,
@@ -38,10 +38,8 @@ from ponder.backends.base import (
     TextScore,
     TokenCallback,
     TokenLogprob,
-    check_n,
     normalize_prompt,
 )
-from ponder.backends.registry import BACKENDS, BackendSpec
 from ponder.errors import (
     BackendError,
     BackendTimeoutError,
@@ -58,6 +56,7 @@ _N_REJECTED = re.compile(r"\bn\b|\bbest_of\b|multiple (choices|completions)", re
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
+@BACKENDS.register("openai", aliases=("http", "vllm", "sglang"))
 class OpenAIBackend(Backend):
     def __init__(
         self,
@@ -94,6 +93,19 @@ class OpenAIBackend(Backend):
         self._client: httpx.AsyncClient | None = None
         self._gate = asyncio.Semaphore(max_concurrency)
         self._supports_n: bool | None = None
+
+    @classmethod
+    def from_spec(cls, spec: BackendSpec) -> OpenAIBackend:
+        if not spec.base_url:
+            raise ConfigError("the openai backend needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        return cls(
+            spec.base_url,
+            spec.model,
+            api_key=spec.api_key or os.environ.get("OPENAI_API_KEY"),
+            timeout=spec.timeout or 60.0,
+            max_concurrency=spec.max_concurrency or 8,
+            parameters=spec.parameters,
+        )
 
     def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
@@ -431,17 +443,3 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(float(value), 0.0) if value is not None else None
     except ValueError:
         return None
-
-
-@BACKENDS.register("openai", aliases=("http", "vllm", "sglang"))
-def _openai(spec: BackendSpec) -> OpenAIBackend:
-    if not spec.base_url:
-        raise ConfigError("the openai backend needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-    return OpenAIBackend(
-        spec.base_url,
-        spec.model,
-        api_key=spec.api_key or os.environ.get("OPENAI_API_KEY"),
-        timeout=spec.timeout or 60.0,
-        max_concurrency=spec.max_concurrency or 8,
-        parameters=spec.parameters,
-    )

@@ -1,8 +1,11 @@
-"""Backends by name: what `--backend` on the CLI and the server choose from."""
+"""Backends by name: what `--backend` on the CLI and the server choose from.
+
+Each backend class registers itself (`@BACKENDS.register("openai")`) and builds itself from a
+`BackendSpec` with its `from_spec` classmethod.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ponder.backends.base import Backend
@@ -27,11 +30,9 @@ class BackendSpec:
     """Context window in tokens (embedded)."""
 
 
-BackendFactory = Callable[[BackendSpec], Backend]
-
-BACKENDS: Registry[BackendFactory] = Registry("backend", "ponder.backends")
+BACKENDS: Registry[type[Backend]] = Registry("backend", "ponder.backends", Backend)
 
 
 def load_backend(kind: str = "embedded", **options: object) -> Backend:
     """Build a backend by name, e.g. `load_backend("embedded", model="small")`."""
-    return BACKENDS.get(kind)(BackendSpec(**options))  # type: ignore[arg-type]
+    return BACKENDS.get(kind).from_spec(BackendSpec(**options))  # type: ignore[arg-type]

@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ponder.backends.base import (
-    Backend,
-    Capabilities,
+from ponder.backends.base import Backend, Capabilities, check_n
+from ponder.backends.registry import BACKENDS, BackendSpec
+from ponder.core import (
     Completion,
     Generation,
     NormalizedPrompt,
@@ -28,10 +28,8 @@ from ponder.backends.base import (
     TextScore,
     TokenCallback,
     TokenLogprob,
-    check_n,
     normalize_prompt,
 )
-from ponder.backends.registry import BACKENDS, BackendSpec
 from ponder.errors import ConfigError, ContextOverflowError
 from ponder.usage import Usage
 
@@ -67,6 +65,7 @@ Reply = str | tuple[str, float]
 ReplyRule = Callable[[ScriptedRequest], Reply]
 
 
+@BACKENDS.register("scripted")
 class ScriptedBackend(Backend):
     def __init__(
         self,
@@ -98,6 +97,14 @@ class ScriptedBackend(Backend):
         )
         self.requests: list[ScriptedRequest] = []
         """Every request seen, in order (for assertions in tests)."""
+
+    @classmethod
+    def from_spec(cls, spec: BackendSpec) -> ScriptedBackend:
+        if spec.model is None:
+            raise ConfigError(
+                "the scripted backend needs --model REPLIES.json (a JSON list of strings)"
+            )
+        return cls.from_file(spec.model)
 
     @classmethod
     def from_file(cls, path: str | Path) -> ScriptedBackend:
@@ -188,12 +195,3 @@ class ScriptedBackend(Backend):
             prompt=len(tokenize(text)) + len(tokens), parameters=self.parameters
         ) + Usage(calls=1)
         return TextScore(total, tuple(TokenLogprob(t, each) for t in tokens), usage)
-
-
-@BACKENDS.register("scripted")
-def _scripted(spec: BackendSpec) -> ScriptedBackend:
-    if spec.model is None:
-        raise ConfigError(
-            "the scripted backend needs --model REPLIES.json (a JSON list of strings)"
-        )
-    return ScriptedBackend.from_file(spec.model)

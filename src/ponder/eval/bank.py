@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ponder.backends.base import Completion, TokenLogprob
+from ponder.core import Completion, TokenLogprob
 from ponder.errors import DataError
-from ponder.eval.datasets import Question
-from ponder.result import Candidate, Node, Result, Trace, Vote
+from ponder.eval.question import Question
+from ponder.result import Candidate, Result
+from ponder.serialize import dumps
 from ponder.usage import Usage
 
 SCHEMA_VERSION = 1
@@ -185,7 +186,7 @@ class StoredResult:
     """`Result.to_dict()` of the run."""
 
     def result(self) -> Result:
-        return result_from_dict(self.data)
+        return Result.from_dict(self.data)
 
 
 class SampleBank:
@@ -467,7 +468,7 @@ class SampleBank:
                     label,
                     question.digest,
                     int(correct),
-                    json.dumps(result.to_dict()),
+                    dumps(result.to_dict()),
                     time.time(),
                 ),
             )
@@ -501,56 +502,3 @@ def _unpack(packed: bytes | None) -> tuple[TokenLogprob, ...] | None:
         return None
     rows = json.loads(zlib.decompress(packed))
     return tuple(TokenLogprob(t, lp, tuple((a, b) for a, b in top)) for t, lp, top in rows)
-
-
-def result_from_dict(data: Mapping[str, Any]) -> Result:
-    """A `Result` back from its `to_dict()` (to draw stored search trees)."""
-    trace = data["trace"]
-    candidates = tuple(
-        Candidate(
-            text=c["text"],
-            answer=c["answer"],
-            usage=Usage.from_dict(c["usage"]),
-            finish_reason=c["finish_reason"],
-            mean_logprob=c["mean_logprob"],
-            sum_logprob=c["sum_logprob"],
-            scores=c["scores"],
-            cluster=c["cluster"],
-        )
-        for c in data["candidates"]
-    )
-    nodes = tuple(
-        Node(
-            id=n["id"],
-            parent=n["parent"],
-            depth=n["depth"],
-            step=n["step"],
-            status=n["status"],
-            score=n["score"],
-            step_scores=n["step_scores"],
-            tokens=n["tokens"],
-            usage=Usage.from_dict(n["usage"]),
-            note=n["note"],
-        )
-        for n in trace["nodes"]
-    )
-    votes = tuple(
-        Vote(v["answer"], v["count"], v["weight"], tuple(v["members"])) for v in trace["votes"]
-    )
-    return Result(
-        question=data["question"],
-        answer=data["answer"],
-        chosen=data["chosen"],
-        candidates=candidates,
-        usage=Usage.from_dict(data["usage"]),
-        trace=Trace(
-            strategy=trace["strategy"],
-            decision=trace["decision"],
-            params=trace["params"],
-            votes=votes,
-            nodes=nodes,
-            chosen_path=tuple(trace["chosen_path"]),
-            notes=tuple(trace["notes"]),
-        ),
-        seconds=data["seconds"],
-    )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import difflib
 import enum
 import gzip
-import hashlib
 import importlib.resources
 import json
 from collections.abc import Iterable, Iterator
@@ -24,22 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ponder.errors import DataError, UnknownNameError
-
-
-@dataclass(frozen=True, slots=True)
-class Question:
-    id: str
-    question: str
-    answer: str
-    """The gold final answer (GSM8K's worked solution reduced to the number after ####)."""
-    solution: str = ""
-    """A worked solution when the source has one (shown in the report, never to the model)."""
-
-    @property
-    def digest(self) -> str:
-        """Identifies the text: samples stored under this id must be of this very question
-        (a corrected gold answer leaves the samples valid)."""
-        return hashlib.sha256(self.question.encode()).hexdigest()[:16]
+from ponder.eval.generator import generate
+from ponder.eval.question import Question
 
 
 class OnBadLine(enum.StrEnum):
@@ -96,8 +81,6 @@ def load_dataset(
     if offset < 0:
         raise DataError(f"--offset must be >= 0, got {offset}")
     if dataset == SYNTHETIC:
-        from ponder.eval.generator import generate
-
         count = limit if limit is not None else SYNTHETIC_DEFAULT_COUNT
         questions = tuple(
             generate(seed, offset + i, steps=steps, max_number=max_number) for i in range(count)

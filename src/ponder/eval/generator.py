@@ -16,7 +16,7 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from ponder.errors import ConfigError
-from ponder.eval.datasets import Question
+from ponder.eval.question import Question
 
 _NAMES = ("Ava", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo", "Kofi")
 _THINGS = ("marbles", "stickers", "apples", "books", "coins", "shells", "cards", "pencils")

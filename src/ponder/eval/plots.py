@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ponder.eval.replay import COVERAGE, Verifier
+from ponder.eval.lines import COVERAGE
+from ponder.eval.verifiers import Verifier
 
 Row = Mapping[str, Any]
 

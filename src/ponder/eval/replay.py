@@ -1,76 +1,48 @@
-"""Every strategy at every budget k = 1, 2, 4, ..., N, from the stored samples.
+"""Every replayed line at every budget k = 1, 2, 4, ..., N, from the stored samples.
 
 The method of search-and-learn and Large Language Monkeys (Brown et al. 2024): draw N
 samples per question once, then estimate each strategy's accuracy with k samples without
 generating again.
 
 * `pass@k` (coverage, the oracle ceiling): the unbiased estimator of Chen et al. 2021.
-* Every sample-based strategy (its pure `select`): the mean, over `subsets` random
-  k-subsets of the question's N samples (all of them when there are no more than
-  `subsets`), of whether `select` picks a right answer. The subsets are seeded per (seed,
+* Every strategy of kind sample: the mean, over `subsets` random k-subsets of the
+  question's N samples (all of them when there are no more than `subsets`), of whether the
+  strategy picks a right answer. Each subset is an ordered sequence (the samples in the order
+  they were drawn), clustered on its own, and given to the strategy's `decide`, which sees it
+  a batch at a time as a live run would and may stop early. The subsets are seeded per (seed,
   question, k) and shared by all strategies, so their comparisons are paired. With k = N
   there is one subset, all the samples.
-* Live strategies (step-level search, or sample strategies that sample differently, such
-  as greedy at temperature 0): the stored `Result` of their run at budget k.
+* Live strategies: the stored `Result` of their run at budget k.
 
-Costs per question at budget k: the prompt once (a run with k samples makes one call), plus
-the sum over the k samples used of their completion tokens and seconds (each sample's share
-of its batched call) and, for strategies that read a scorer, what scoring those k samples
-cost; FLOPs = the question's FLOPs per decoded token x the tokens decoded. Live strategies
-cost what their `Result.usage` says, seconds being the run's wall time.
-
-Verifier false positives (Stroebl et al. 2024, "Inference Scaling fLaws"): per scorer, on
-the questions whose N samples hold both right and wrong answers, how often the scorer ranks
-some wrong sample above every right one; with it, the best-of-k accuracy such a verifier
-allows as k grows (`stats.flaws_ceiling`) and the pool ceiling (the share of questions
-whose top-scored sample is right: what best-of-k reaches at k = N).
+Costs per question at budget k: the prompt once (a run makes one call per batch, the prompt
+cached after the first), plus the sum over the samples the strategy *used* of their
+completion tokens and seconds (each sample's share of its batched call) and, for strategies
+that read a scorer, what scoring those samples cost; FLOPs = the question's FLOPs per decoded
+token x the tokens decoded. An early-stopping strategy is charged only what it read. Live
+strategies cost what their `Result.usage` says, seconds being the run's wall time.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import itertools
-import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from ponder.backends.base import SamplingParams
+from ponder import seeds
 from ponder.errors import ConfigError
 from ponder.eval.bank import Sample
-from ponder.eval.runner import LiveJob, QuestionData
-from ponder.eval.stats import flaws_ceiling, pass_at_k, seed_for, wilson
+from ponder.eval.collect import QuestionData
+from ponder.eval.lines import Line, budgets
+from ponder.eval.stats import pass_at_k
 from ponder.result import Candidate
-from ponder.scorers.base import Scorer
-from ponder.strategies.base import STRATEGIES, Budget, SampleStrategy, Strategy
+from ponder.strategies.base import SampleStrategy
 from ponder.tasks.base import Task
 
 SUBSETS = 64
 """Random k-subsets per question and budget (seeded); all subsets when C(N, k) <= this."""
-COVERAGE = "pass@k"
-
-
-def budgets(n: int) -> list[int]:
-    """1, 2, 4, ... up to n, and n itself."""
-    ks = [1 << i for i in range(n.bit_length()) if 1 << i <= n]
-    return ks if ks[-1] == n else [*ks, n]
-
-
-@dataclass(frozen=True, slots=True)
-class Line:
-    """One curve of the table and the plot."""
-
-    label: str
-    strategy: Strategy | None
-    """None for pass@k."""
-    scorer: str | None = None
-    """The scorer the strategy reads (its cost is paid)."""
-    ks: tuple[int, ...] = ()
-    live: bool = False
 
 
 @dataclass
@@ -82,6 +54,8 @@ class Cell:
     live: bool = False
     question_ids: list[str] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    samples_used: list[float] = field(default_factory=list)
+    """Mean samples the strategy read per question (fewer than k when it stops early)."""
     prompt_tokens: list[float] = field(default_factory=list)
     cached_tokens: list[float] = field(default_factory=list)
     completion_tokens: list[float] = field(default_factory=list)
@@ -92,6 +66,7 @@ class Cell:
     def add(self, question_id: str, value: float, cost: Cost) -> None:
         self.question_ids.append(question_id)
         self.values.append(value)
+        self.samples_used.append(cost.samples)
         self.prompt_tokens.append(cost.prompt)
         self.cached_tokens.append(cost.cached)
         self.completion_tokens.append(cost.completion)
@@ -110,6 +85,7 @@ class Cell:
 
 @dataclass(frozen=True, slots=True)
 class Cost:
+    samples: float = 0.0
     prompt: float = 0.0
     cached: float = 0.0
     completion: float = 0.0
@@ -119,135 +95,8 @@ class Cost:
     seconds: float = 0.0
 
 
-# building the lines
-
-
-@dataclass(frozen=True, slots=True)
-class Lines:
-    replayed: list[Line]
-    live: list[Line]
-    jobs: list[LiveJob]
-
-
-def build_lines(
-    names: Sequence[str] | None,
-    *,
-    task: Task,
-    sampling: SamplingParams,
-    scorers: Sequence[Scorer],
-    process_scorers: Sequence[Scorer],
-    n: int,
-    seed: int,
-    options: Mapping[str, Any],
-    live_ks: Sequence[int] | None = None,
-) -> Lines:
-    """The lines to measure: pass@k, then each strategy once per scorer it can use.
-
-    `names`: the strategies asked for; None means every sample-based one. A strategy that
-    needs a scorer gets one line per scorer (process scorers for step-level search); one
-    that does not gets an unscored line, plus, when replayed, one per scorer (lines that
-    come out identical to the unscored one are dropped after the replay). A sample strategy
-    whose sampling differs from the bank's (greedy) and every step-level one runs live.
-    """
-    chosen = (
-        [STRATEGIES.canonical(x) for x in names]
-        if names
-        else [x for x, cls in STRATEGIES.items() if issubclass(cls, SampleStrategy)]
-    )
-    chosen = list(dict.fromkeys(chosen))
-    unused = set(options)
-    for name in chosen:
-        unused -= {f.name for f in dataclasses.fields(STRATEGIES.get(name))}
-    if unused:
-        raise ConfigError(
-            f"no chosen strategy takes {', '.join(sorted(unused))}; drop it or add a strategy "
-            "that does (see `ponder strategies`)"
-        )
-    replayed = [Line(COVERAGE, None, ks=tuple(budgets(n)))]
-    live: list[Line] = []
-    jobs: list[LiveJob] = []
-    ks_live = sorted(set(live_ks or budgets(n)))
-    for name in chosen:
-        cls = STRATEGIES.get(name)
-        pool = process_scorers if cls.step_level else scorers
-        variants: list[Scorer | None] = list(pool) if cls.needs_scorer else [None, *pool]
-        if cls.needs_scorer and not pool:
-            kind = "process scorer (--process-scorer)" if cls.step_level else "scorer (--scorer)"
-            raise ConfigError(f"strategy {name!r} needs a {kind}")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        own = {key: value for key, value in options.items() if key in fields}
-
-        def build(
-            scorer: Scorer | None,
-            k: int,
-            cls: type[Strategy] = cls,
-            own: Mapping[str, Any] = own,
-        ) -> Strategy:
-            try:
-                return cls(  # type: ignore[call-arg]
-                    task=task,
-                    scorer=scorer,
-                    sampling=_plain(sampling),
-                    budget=Budget(samples=k),
-                    seed=seed,
-                    **own,
-                )
-            except TypeError as exc:
-                raise ConfigError(f"strategy {cls.name!r}: {exc}") from None
-
-        probe = build(variants[0], n)
-        if _replayable(probe, sampling):
-            for scorer in variants:
-                label = _label(name, scorer)
-                replayed.append(Line(label, build(scorer, n), _name(scorer), tuple(budgets(n))))
-            continue
-        for scorer in variants[:1] if not cls.needs_scorer else variants:
-            label = _label(name, scorer)
-            done: set[int] = set()
-            for k in ks_live:
-                strategy = build(scorer, k)
-                budget = strategy.budget.samples or k
-                if budget in done:
-                    continue  # the strategy fixes its own budget (greedy: 1 sample)
-                done.add(budget)
-                jobs.append(LiveJob(label, _config(strategy), budget, strategy))
-            live.append(Line(label, None, _name(scorer), tuple(sorted(done)), live=True))
-    return Lines(replayed, live, jobs)
-
-
-def _plain(sampling: SamplingParams) -> SamplingParams:
-    """What live strategies sample with: the bank's settings, without its logprob requests."""
-    return dataclasses.replace(sampling, logprobs=False, top_logprobs=0, seed=None)
-
-
-def _replayable(strategy: Strategy, sampling: SamplingParams) -> bool:
-    if not isinstance(strategy, SampleStrategy):
-        return False
-    theirs = strategy.sampling_params()
-    same = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "stop")
-    return all(getattr(theirs, x) == getattr(sampling, x) for x in same)
-
-
-def _label(name: str, scorer: Scorer | None) -> str:
-    return name if scorer is None else f"{name}[{scorer.name}]"
-
-
-def _name(scorer: Scorer | None) -> str | None:
-    return None if scorer is None else scorer.name
-
-
-def _config(strategy: Strategy) -> str:
-    params = {"strategy": strategy.name, "params": strategy.params()}
-    params["sampling"] = dataclasses.asdict(strategy.sampling)
-    blob = json.dumps(params, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-# replay
-
-
 def candidates_of(samples: Sequence[Sample], task: Task) -> list[Candidate]:
-    """Candidates with their answer clusters over all N samples (subsets keep the labels)."""
+    """Candidates of these samples, in order, their answers clustered among themselves."""
     labels = task.cluster([s.answer for s in samples])
     return [s.candidate(label) for s, label in zip(samples, labels, strict=True)]
 
@@ -306,24 +155,26 @@ def _pool(data: QuestionData, task: Task, scorers: Sequence[str]) -> _Pool:
     )
 
 
-def _cost(pool: _Pool, picks: Sequence[tuple[int, ...]], scorer: str | None) -> Cost:
-    """Mean over the subsets of what the k samples used cost, the prompt counted once."""
-    completion = float(np.mean([pool.completion[list(p)].sum() for p in picks]))
-    seconds = float(np.mean([pool.seconds[list(p)].sum() for p in picks]))
+def _cost(pool: _Pool, used: Sequence[Sequence[int]], scorer: str | None) -> Cost:
+    """Mean over the subsets of what the samples each one used cost, the prompt once."""
+    count = len(used)
+    completion = sum(float(pool.completion[list(u)].sum()) for u in used) / count
+    seconds = sum(float(pool.seconds[list(u)].sum()) for u in used) / count
     extra = Cost()
     if scorer is not None:
         costs = pool.scoring[scorer]
-        count = len(picks)
+        picked = [costs[i] for u in used for i in u]
         extra = Cost(
-            prompt=sum(costs[i].prompt for p in picks for i in p) / count,
-            cached=sum(costs[i].cached for p in picks for i in p) / count,
-            completion=sum(costs[i].completion for p in picks for i in p) / count,
-            scoring=sum(costs[i].scoring for p in picks for i in p) / count,
-            flops=sum(costs[i].flops for p in picks for i in p) / count,
-            seconds=sum(costs[i].seconds for p in picks for i in p) / count,
+            prompt=sum(c.prompt for c in picked) / count,
+            cached=sum(c.cached for c in picked) / count,
+            completion=sum(c.completion for c in picked) / count,
+            scoring=sum(c.scoring for c in picked) / count,
+            flops=sum(c.flops for c in picked) / count,
+            seconds=sum(c.seconds for c in picked) / count,
         )
     decoded = pool.prompt - pool.cached + completion
     return Cost(
+        samples=sum(len(u) for u in used) / count,
         prompt=pool.prompt + extra.prompt,
         cached=pool.cached + extra.cached,
         completion=completion + extra.completion,
@@ -338,6 +189,7 @@ def _expected_cost(pool: _Pool, k: int) -> Cost:
     completion = k * float(pool.completion.mean())
     decoded = pool.prompt - pool.cached + completion
     return Cost(
+        samples=float(k),
         prompt=pool.prompt,
         cached=pool.cached,
         completion=completion,
@@ -362,25 +214,28 @@ def replay(
         samples = item.samples[:n]
         if len(samples) < n:
             raise ConfigError(f"question {item.question.id!r} has {len(samples)} of {n} samples")
-        candidates = candidates_of(samples, task)
         pool = _pool(item, task, scorers)
+        qid = item.question.id
         for k in budgets(n):
-            rng = np.random.default_rng(seed_for(seed, item.question.id, k))
-            picks = subsets(n, k, subset_count, rng)
+            picks = subsets(n, k, subset_count, seeds.rng(seed, "subsets", qid, k))
+            streams = [candidates_of([samples[i] for i in pick], task) for pick in picks]
             for line in lines:
                 if k not in line.ks:
                     continue
                 cell = cells.setdefault((line.label, k), Cell(line.label, k))
                 if line.strategy is None:
                     value = pass_at_k(n, int(pool.right.sum()), k)
-                    cell.add(item.question.id, value, _expected_cost(pool, k))
+                    cell.add(qid, value, _expected_cost(pool, k))
                     continue
                 assert isinstance(line.strategy, SampleStrategy)
+                rng = seeds.rng(seed, "select", qid, k, line.label)
                 hits = 0.0
-                for pick in picks:
-                    chosen = line.strategy.select([candidates[i] for i in pick], rng)
+                used: list[tuple[int, ...]] = []
+                for pick, stream in zip(picks, streams, strict=True):
+                    chosen = line.strategy.decide(stream, rng)
                     hits += chosen.chosen is not None and bool(pool.right[pick[chosen.chosen]])
-                cell.add(item.question.id, hits / len(picks), _cost(pool, picks, line.scorer))
+                    used.append(pick[: chosen.used])
+                cell.add(qid, hits / len(picks), _cost(pool, used, line.scorer))
     return cells
 
 
@@ -389,11 +244,11 @@ def drop_duplicates(
 ) -> tuple[dict[tuple[str, int], Cell], list[Line]]:
     """Drop scored variants of a strategy that equal its unscored line everywhere (the
     strategy ignored the scorer, or read the same thing: weighted majority by mean-logprob
-    is the unscored RPC weighting)."""
+    is the unscored perplexity weighting)."""
     keep: list[Line] = []
     for line in lines:
         if line.strategy is not None and line.scorer is not None:
-            base = _label(line.strategy.name, None)
+            base = line.strategy.name
             if any(x.label == base for x in lines) and all(
                 cells[(line.label, k)].values == cells[(base, k)].values for k in line.ks
             ):
@@ -412,7 +267,9 @@ def live_cells(data: Sequence[QuestionData], lines: Sequence[Line]) -> dict[tupl
                 if stored is None:
                     continue
                 usage = stored.data["usage"]
+                used = stored.data["trace"].get("used")
                 cost = Cost(
+                    samples=float(used if used is not None else len(stored.data["candidates"])),
                     prompt=usage["prompt_tokens"],
                     cached=usage["cached_prompt_tokens"],
                     completion=usage["completion_tokens"],
@@ -422,90 +279,3 @@ def live_cells(data: Sequence[QuestionData], lines: Sequence[Line]) -> dict[tupl
                 cell = cells.setdefault((line.label, k), Cell(line.label, k, live=True))
                 cell.add(item.question.id, float(stored.correct), cost)
     return cells
-
-
-# verifier false positives
-
-
-@dataclass(frozen=True, slots=True)
-class Verifier:
-    scorer: str
-    questions: int
-    mixed: int
-    """Questions whose N samples hold both right and wrong answers (with scores)."""
-    fooled: int
-    """Of those, questions where a wrong sample outranks every right one."""
-    rate: float
-    rate_ci: tuple[float, float]
-    pool_ceiling: float
-    """Share of questions whose top-scored sample is right (ties share the credit)."""
-    ceiling: dict[int, float]
-    """k -> the fLaws best-of-k ceiling implied by `rate`."""
-    ceiling_limit: float
-    """The same as k grows without bound."""
-    unjudged: int = 0
-    """Samples the scorer gave no score (NaN): left out of the ranking."""
-    samples: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "scorer": self.scorer,
-            "questions": self.questions,
-            "questions_with_right_and_wrong": self.mixed,
-            "fooled": self.fooled,
-            "false_positive_rate": self.rate,
-            "false_positive_ci_low": self.rate_ci[0],
-            "false_positive_ci_high": self.rate_ci[1],
-            "pool_ceiling": self.pool_ceiling,
-            "ceiling_by_k": {str(k): v for k, v in self.ceiling.items()},
-            "ceiling_limit": self.ceiling_limit,
-            "unjudged_samples": self.unjudged,
-            "samples": self.samples,
-        }
-
-
-def verifier(data: Sequence[QuestionData], task: Task, scorer: str, n: int) -> Verifier:
-    mixed = fooled = unjudged = total = 0
-    tops: list[float] = []
-    rates: list[float] = []
-    for item in data:
-        samples = item.samples[:n]
-        right = [task.is_correct(s.answer, item.question.answer) for s in samples]
-        rates.append(sum(right) / len(right))
-        scored = [
-            (s.scores.get(scorer, math.nan), ok)
-            for s, ok in zip(samples, right, strict=True)
-            if not math.isnan(s.scores.get(scorer, math.nan))
-        ]
-        total += len(samples)
-        unjudged += len(samples) - len(scored)
-        if not scored:
-            tops.append(rates[-1])  # nothing to rank by: as good as a random sample
-            continue
-        best = max(score for score, _ in scored)
-        top = [ok for score, ok in scored if score == best]
-        tops.append(sum(top) / len(top))
-        good = [score for score, ok in scored if ok]
-        bad = [score for score, ok in scored if not ok]
-        if good and bad:
-            mixed += 1
-            fooled += max(bad) > max(good)
-    rate = fooled / mixed if mixed else math.nan
-    ceiling: dict[int, float] = {}
-    limit = math.nan
-    if mixed:
-        ceiling = {k: flaws_ceiling(rates, rate, k) for k in budgets(n)}
-        limit = flaws_ceiling(rates, rate, math.inf)
-    return Verifier(
-        scorer=scorer,
-        questions=len(data),
-        mixed=mixed,
-        fooled=fooled,
-        rate=rate,
-        rate_ci=wilson(fooled, mixed) if mixed else (math.nan, math.nan),
-        pool_ceiling=float(np.mean(tops)) if tops else math.nan,
-        ceiling=ceiling,
-        ceiling_limit=limit,
-        unjudged=unjudged,
-        samples=total,
-    )

@@ -17,16 +17,19 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ponder.eval.replay import COVERAGE, Cell, Verifier, candidates_of
-from ponder.eval.runner import QuestionData
-from ponder.eval.stats import interval, is_binary, paired_test, seed_for
+from ponder.eval.collect import QuestionData
+from ponder.eval.lines import COVERAGE
+from ponder.eval.replay import Cell, candidates_of
+from ponder.eval.stats import interval, is_binary, paired_test
+from ponder.eval.verifiers import Verifier
+from ponder.seeds import derive
+from ponder.serialize import dumps, jsonable
 from ponder.strategies.base import vote_table
 from ponder.tasks.base import Task
 
@@ -40,7 +43,7 @@ def table(cells: Mapping[tuple[str, int], Cell], *, seed: int = 0) -> list[dict[
     order = sorted(cells, key=lambda key: (key[0] != COVERAGE, key[0], key[1]))
     for label, k in order:
         cell = cells[(label, k)]
-        low, high = interval(cell.values, seed=seed_for(seed, label, k))
+        low, high = interval(cell.values, seed=derive(seed, "interval", label, k))
         prompt, completion = cell.mean("prompt_tokens"), cell.mean("completion_tokens")
         rows.append(
             {
@@ -48,6 +51,7 @@ def table(cells: Mapping[tuple[str, int], Cell], *, seed: int = 0) -> list[dict[
                 "k": k,
                 "live": cell.live,
                 "questions": len(cell.values),
+                "samples": cell.mean("samples_used"),
                 "accuracy": cell.accuracy,
                 "ci_low": low,
                 "ci_high": high,
@@ -90,7 +94,9 @@ def comparisons(
         for name, other in against:
             if other.question_ids != cell.question_ids:
                 continue
-            test = paired_test(cell.values, other.values, seed=seed_for(seed, label, k, name))
+            test = paired_test(
+                cell.values, other.values, seed=derive(seed, "paired", label, k, name)
+            )
             out.append(
                 {
                     "strategy": label,
@@ -151,7 +157,7 @@ def question_details(
                         "finish_reason": s.finish_reason,
                         "completion_tokens": s.usage.completion_tokens,
                         "mean_logprob": s.mean_logprob,
-                        "scores": {k: _finite(v) for k, v in s.scores.items()},
+                        "scores": jsonable(s.scores),
                     }
                     for s, ok in zip(samples, right, strict=True)
                 ],
@@ -176,26 +182,8 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
 
 def write_json(payload: Mapping[str, Any], path: Path) -> Path:
-    path.write_text(
-        json.dumps(_clean(payload), indent=2, ensure_ascii=False, allow_nan=False),
-        encoding="utf-8",
-    )
+    path.write_text(dumps(payload, indent=2), encoding="utf-8")
     return path
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value
-
-
-def _clean(value: Any) -> Any:
-    """NaN and infinities become null: results.json stays strict JSON."""
-    if isinstance(value, float):
-        return _finite(value)
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 # HTML

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,12 +46,6 @@ def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
     low = 0.0 if successes <= 0 else max(0.0, centre - half)
     high = 1.0 if successes >= n else min(1.0, centre + half)
     return (low, high)
-
-
-def seed_for(*parts: object) -> int:
-    """A stable seed from any labels (Python's hash() changes between processes)."""
-    digest = hashlib.sha256("\0".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little")
 
 
 def bootstrap_means(values: np.ndarray, seed: int, rounds: int = BOOTSTRAP_ROUNDS) -> np.ndarray:

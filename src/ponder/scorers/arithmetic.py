@@ -455,7 +455,6 @@ def score_text(text: str) -> float:
 
 @SCORERS.register("arithmetic", aliases=("arith", "calc"))
 class ArithmeticChecker(Scorer):
-    name = "arithmetic"
     summary = "share of the step's arithmetic claims that hold (exact fractions; 0.5 if none)"
     score_range = (0.0, 1.0)
     outcome = True

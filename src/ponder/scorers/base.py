@@ -3,8 +3,16 @@
 A scorer judges `Attempt`s: a question plus the steps of an answer so far. Outcome scorers
 judge the whole text; process scorers (`process = True`) judge the last step given the ones
 before it. Scores are floats in the range the scorer documents in `score_range`; higher is
-better. A scorer that spends model tokens (self-evaluation) reports them in `ScoreBatch.usage`
-so strategies can add them to the run's Usage without counting anything themselves.
+better. A scorer that spends model tokens (self-evaluation) reports them per attempt in
+`ScoreBatch.usages` so strategies and the eval harness add them up without counting anything
+themselves.
+
+**One score scale.** Each scorer says how its score becomes a probability that the answer
+(or step) is right, `probability(score)`, and a vote weight, `weight(score)`: scores on
+[0, 1] are probabilities already, log-probabilities (range up to 0) are exponentiated,
+unbounded ones (a reward model's logit) go through the logistic; a scorer with another range
+overrides `probability`. Step search aggregates these probabilities along a path and
+weighted voting sums the weights, so both read a score the same way.
 
 Scorers are registered by name in `SCORERS` and built with `build_scorer(name, backend=...,
 **options)`; unknown options raise `ConfigError`.
@@ -13,12 +21,14 @@ Scorers are registered by name in `SCORERS` and built with `build_scorer(name, b
 from __future__ import annotations
 
 import inspect
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ponder.backends.base import Backend, Completion, Message, run_sync
+from ponder.backends.base import Backend
+from ponder.core import Completion, Message, run_sync
 from ponder.errors import ConfigError, UnsupportedError
 from ponder.registry import Registry
 from ponder.usage import Usage
@@ -52,11 +62,24 @@ class Attempt:
 class ScoreBatch:
     scores: tuple[float, ...]
     """One score per attempt, in order. NaN marks an attempt the scorer could not judge."""
-    usage: Usage = Usage()
+    usages: tuple[Usage, ...] = ()
+    """What judging each attempt cost, in order (empty: nothing, the scorer is free)."""
+
+    def __post_init__(self) -> None:
+        if self.usages and len(self.usages) != len(self.scores):
+            raise ValueError(f"{len(self.usages)} usages for {len(self.scores)} scores")
+
+    @property
+    def usage(self) -> Usage:
+        return Usage.total(self.usages)
+
+    def usage_of(self, i: int) -> Usage:
+        return self.usages[i] if self.usages else Usage()
 
 
 class Scorer(ABC):
     name: ClassVar[str] = "scorer"
+    """Set by the registry."""
     summary: ClassVar[str] = ""
     score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     outcome: ClassVar[bool] = True
@@ -84,6 +107,24 @@ class Scorer(ABC):
                 f"{backend.model_id!r} gives {backend.capabilities.top_logprobs}"
             )
 
+    @classmethod
+    def probability(cls, score: float) -> float:
+        """The score as a probability that the answer (or step) is right; NaN stays NaN."""
+        low, high = cls.score_range
+        if math.isnan(score):
+            return math.nan
+        if low >= 0.0 and high <= 1.0:
+            return min(max(score, 0.0), 1.0)
+        if high <= 0.0:
+            return math.exp(score)
+        return 0.5 * (1.0 + math.tanh(score / 2.0))  # the logistic, without overflow
+
+    @classmethod
+    def weight(cls, score: float) -> float:
+        """The vote this score gives its answer in weighted voting (NaN: not judged, 0)."""
+        value = cls.probability(score)
+        return 0.0 if math.isnan(value) else value
+
     @abstractmethod
     async def ascore(self, attempts: Sequence[Attempt]) -> ScoreBatch:
         """Score each attempt."""
@@ -95,7 +136,47 @@ class Scorer(ABC):
         """Release connections."""
 
 
-SCORERS: Registry[type[Scorer]] = Registry("scorer", "ponder.scorers")
+SCORERS: Registry[type[Scorer]] = Registry("scorer", "ponder.scorers", Scorer)
+
+
+def check_role(scorer: type[Scorer], *, process: bool) -> None:
+    """Whether `scorer` may select answers: never the gold-answer oracle; a process scorer to
+    judge the steps of a search (`process`), else one that judges whole answers."""
+    if scorer.uses_gold:
+        raise ConfigError(
+            f"scorer {scorer.name!r} knows the gold answer; it is for evaluation only and "
+            "cannot select answers (pass@k is already the oracle line)"
+        )
+    if process and not scorer.process:
+        able = ", ".join(name for name, cls in SCORERS.items() if cls.process and not cls.uses_gold)
+        raise ConfigError(
+            f"scorer {scorer.name!r} cannot judge single steps; step-level search needs a "
+            f"process scorer ({able})"
+        )
+    if not process and not scorer.outcome:
+        raise ConfigError(f"scorer {scorer.name!r} only judges steps; give it as a process scorer")
+
+
+async def score_distinct(
+    scorer: Scorer, attempts: Sequence[Attempt]
+) -> tuple[list[float], list[Usage]]:
+    """Score each attempt, judging each distinct text once (its copies get the same score).
+
+    Returns a score per attempt and what judging it cost: the cost of a text is charged to
+    its first copy, so the usages add up to what the scorer spent.
+    """
+    first: dict[str, int] = {}
+    for i, attempt in enumerate(attempts):
+        first.setdefault(attempt.text, i)
+    unique = list(first.values())
+    batch = await scorer.ascore([attempts[i] for i in unique])
+    by_text = {attempts[i].text: j for j, i in enumerate(unique)}
+    scores = [float(batch.scores[by_text[a.text]]) for a in attempts]
+    usages = [
+        batch.usage_of(by_text[a.text]) if first[a.text] == i else Usage()
+        for i, a in enumerate(attempts)
+    ]
+    return scores, usages
 
 
 def build_scorer(name: str, *, backend: Backend | None = None, **options: Any) -> Scorer:

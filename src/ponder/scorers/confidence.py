@@ -13,7 +13,6 @@ class MeanLogprob(Scorer):
     """Mean log-probability of the completion's tokens (of the last step, for a partial
     answer). Range (-inf, 0]; 0 means every token had probability 1."""
 
-    name = "mean-logprob"
     summary = "mean token log-probability of the answer (or step); free, needs logprobs"
     score_range = (-math.inf, 0.0)
     process = True
@@ -46,15 +45,19 @@ class SelfCertainty(Scorer):
     k cannot see; this version measures how peaked the head of the distribution is (0 when
     the k alternatives are equally likely). It ranks answers by the same intuition, not by
     the same numbers. Positions with fewer than two alternatives are skipped.
-    Range [0, inf), higher is more certain.
+    Range [0, inf), higher is more certain. As a probability (step search, weighted voting):
+    1 - exp(-score), 0 when the alternatives are equally likely, near 1 when one dominates.
     """
 
-    name = "self-certainty"
     summary = "Kang et al. 2025: mean KL(uniform || next-token distribution) over top-k"
     score_range = (0.0, math.inf)
     process = True
     needs_logprobs = True
     top_logprobs = 5
+
+    @classmethod
+    def probability(cls, score: float) -> float:
+        return -math.expm1(-score) if score >= 0 else math.nan
 
     async def ascore(self, attempts: Sequence[Attempt]) -> ScoreBatch:
         return ScoreBatch(tuple(_self_certainty(a) for a in attempts))

@@ -15,7 +15,6 @@ from ponder.tasks.base import Task, get_task
 
 @SCORERS.register("oracle", aliases=("gold",))
 class Oracle(Scorer):
-    name = "oracle"
     summary = "1 if the answer equals the gold answer (evaluation only; strategies refuse it)"
     score_range = (0.0, 1.0)
     uses_gold = True

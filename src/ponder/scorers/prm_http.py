@@ -40,7 +40,6 @@ from ponder.scorers.base import SCORERS, Attempt, ScoreBatch, Scorer
 
 @SCORERS.register("prm-http", aliases=("prm",))
 class PRMHTTP(Scorer):
-    name = "prm-http"
     summary = "a process reward model over HTTP: P(step on track) for every step"
     score_range = (0.0, 1.0)
     outcome = True

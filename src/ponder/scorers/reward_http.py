@@ -34,7 +34,6 @@ from ponder.scorers.base import SCORERS, Attempt, ScoreBatch, Scorer
 
 @SCORERS.register("reward-http", aliases=("reward", "rm"))
 class RewardHTTP(Scorer):
-    name = "reward-http"
     summary = "a reward model behind an HTTP endpoint (vLLM /pooling or /classify shape)"
     score_range = (-math.inf, math.inf)
     process = True

@@ -34,7 +34,8 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from ponder.backends.base import Backend, Message, SamplingParams
+from ponder.backends.base import Backend
+from ponder.core import Message, SamplingParams
 from ponder.errors import ConfigError, UnsupportedError
 from ponder.scorers.base import SCORERS, Attempt, ScoreBatch, Scorer
 from ponder.usage import Usage
@@ -46,7 +47,6 @@ _ALTERNATIVES = 20
 
 @SCORERS.register("self-eval", aliases=("self-evaluation", "p-yes"))
 class SelfEval(Scorer):
-    name = "self-eval"
     summary = 'P("Yes") when the same model is asked whether the answer (or step) is correct'
     score_range = (0.0, 1.0)
     process = True
@@ -83,7 +83,7 @@ class SelfEval(Scorer):
         if self.method == "auto" and pending:
             results.append(await self._settle(pending.pop(0)))
         results += await asyncio.gather(*(self._one(a) for a in pending))
-        return ScoreBatch(tuple(s for s, _ in results), Usage.total(u for _, u in results))
+        return ScoreBatch(tuple(s for s, _ in results), tuple(u for _, u in results))
 
     async def _settle(self, attempt: Attempt) -> tuple[float, Usage]:
         """Judge one attempt and fix the method "auto" stands for on this backend."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import re
 import secrets
 import time
@@ -30,7 +29,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ponder.backends.base import Backend, SamplingParams, normalize_prompt
+from ponder.backends.base import Backend
+from ponder.core import SamplingParams, normalize_prompt
 from ponder.errors import (
     BackendError,
     BackendTimeoutError,
@@ -41,9 +41,10 @@ from ponder.errors import (
     UpstreamError,
 )
 from ponder.result import Result
-from ponder.scorers import SCORERS
+from ponder.scorers.base import SCORERS
+from ponder.serialize import jsonable
 from ponder.server.metrics import Metrics
-from ponder.server.routing import Plan, build, describe_strategies, plan_for
+from ponder.server.routing import Route, parse_model, route
 from ponder.server.schemas import (
     DONE,
     KEEP_ALIVE,
@@ -59,6 +60,7 @@ from ponder.server.schemas import (
     models_body,
     parse_request,
 )
+from ponder.strategies.spec import describe_strategies
 
 log = logging.getLogger("ponder.server")
 
@@ -259,10 +261,14 @@ class _Service:
         try:
             body = parse_request(await request.body(), schema)
             body.check_supported()
-            plan = plan_for(
-                body.model, body.ponder, self.settings.max_n, self.settings.budget_tokens
-            )
-            job = self.job(body, plan)
+            named = parse_model(body.model)[0] or (body.ponder and body.ponder.strategy)
+            params = self.sampling(body, named or None)
+            plan = route(
+                body.model, body.ponder, params, body.seed or 0, max_n=self.settings.max_n,
+                max_tokens=self.settings.budget_tokens,
+                scorer_options=self.settings.scorer_options,
+            )  # fmt: skip
+            job = self.job(body, plan, params)
         except PonderError as exc:
             raise ApiError.from_ponder(exc) from None
         ticket = self.gate.admit()
@@ -280,10 +286,9 @@ class _Service:
         self.metrics.answered(plan.label, outcome.usage, outcome.reasoning_tokens)
         return JSONResponse(completion_body(body.model, outcome, chat=chat))
 
-    def job(self, body: ApiRequest, plan: Plan) -> Job:
+    def job(self, body: ApiRequest, plan: Route, params: SamplingParams) -> Job:
         """The work of a request, checked and built before it is admitted."""
-        params = self.sampling(body, plan)
-        if plan.strategy is None:
+        if plan.spec is None:
             prompt = normalize_prompt(body.to_prompt())
             n, keep_logprobs = body.choices, body.top_logprobs_wanted is not None
 
@@ -300,22 +305,24 @@ class _Service:
         question = body.question()
         if not question.strip():
             raise ConfigError("the question (the last user message) is empty")
-        strategy = build(plan, self.backend, params, body.seed or 0, self.settings.scorer_options)
+        strategy = plan.spec.build(self.backend)
 
         async def search() -> Outcome:
             return _outcome(await strategy.arun(question, self.backend), plan.trace)
 
         return search
 
-    def sampling(self, body: ApiRequest, plan: Plan) -> SamplingParams:
+    def sampling(self, body: ApiRequest, strategy: str | None) -> SamplingParams:
+        """The request's sampling parameters within this server's limits (`strategy`: the
+        strategy it names, if any)."""
         limits = self.settings
         top = body.top_logprobs_wanted
-        if plan.strategy is not None and body.choices > 1:
+        if strategy is not None and body.choices > 1:
             raise ConfigError(
                 f"n={body.choices}: a strategy returns one answer; set its samples with "
-                f"{plan.strategy}@<n>/<model> or ponder.n"
+                f"{strategy}@<n>/<model> or ponder.n"
             )
-        if plan.strategy is not None and top is not None:
+        if strategy is not None and top is not None:
             raise ConfigError("logprobs are returned for plain (pass-through) requests only")
         if body.choices > limits.max_n:
             raise ConfigError(f"n={body.choices} is above this server's limit of {limits.max_n}")
@@ -364,7 +371,7 @@ class _Service:
         receive: Receive,
         chunks: Chunks,
         choices: int,
-        plan: Plan,
+        plan: Route,
         job: Job,
         ticket: Ticket,
     ) -> None:
@@ -594,17 +601,7 @@ def _trace(result: Result) -> dict[str, Any]:
         "usage": result.usage.to_dict(),
         "seconds": result.seconds,
     }
-    return _json_safe(summary)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
+    return jsonable(summary)
 
 
 def _snake(name: str) -> str:

@@ -8,8 +8,6 @@ is a 400 that names the field. Fields OpenAI defines and ponder ignores without 
 
 from __future__ import annotations
 
-import json
-import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,8 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ponder.backends.base import MAX_TOP_LOGPROBS, Message, TokenLogprob
+from ponder.core import MAX_TOP_LOGPROBS, Message, TokenLogprob
 from ponder.errors import ConfigError, UnsupportedError
+from ponder.serialize import dumps, jsonable
 from ponder.usage import Usage
 
 INT64 = 2**63 - 1
@@ -288,12 +287,7 @@ def completion_body(model: str, outcome: Outcome, *, chat: bool) -> dict[str, An
     }
     if outcome.trace is not None:
         body["ponder"] = outcome.trace
-    return body
-
-
-def finite(value: float) -> float | None:
-    """JSON has no NaN or infinity: those become null."""
-    return value if math.isfinite(value) else None
+    return jsonable(body)
 
 
 def chat_logprobs(tokens: tuple[TokenLogprob, ...] | None) -> dict[str, Any] | None:
@@ -301,7 +295,7 @@ def chat_logprobs(tokens: tuple[TokenLogprob, ...] | None) -> dict[str, Any] | N
         return None
 
     def entry(token: str, logprob: float) -> dict[str, Any]:
-        return {"token": token, "logprob": finite(logprob), "bytes": list(token.encode())}
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
 
     return {
         "content": [
@@ -321,8 +315,8 @@ def text_logprobs(tokens: tuple[TokenLogprob, ...] | None) -> dict[str, Any] | N
         at += len(t.token)
     return {
         "tokens": [t.token for t in tokens],
-        "token_logprobs": [finite(t.logprob) for t in tokens],
-        "top_logprobs": [{a: finite(b) for a, b in t.top} for t in tokens],
+        "token_logprobs": [t.logprob for t in tokens],
+        "top_logprobs": [dict(t.top) for t in tokens],
         "text_offset": offsets,
     }
 
@@ -389,7 +383,7 @@ class Chunks:
 
 
 def data_event(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False, allow_nan=False)}\n\n"
+    return f"data: {dumps(payload)}\n\n"
 
 
 KEEP_ALIVE = ": keep-alive\n\n"

@@ -1,19 +1,13 @@
-"""Strategies spend a budget of samples and tokens to answer better. One module each."""
+"""Strategies spend a budget of samples and tokens to answer better. One module each; a
+`StrategySpec` (`spec.py`) is how every front end builds one."""
 
 from ponder.strategies.base import (
     STRATEGIES,
     Budget,
+    Kind,
     SampleStrategy,
     Selection,
     Strategy,
-    build_strategy,
 )
 
-__all__ = [
-    "STRATEGIES",
-    "Budget",
-    "SampleStrategy",
-    "Selection",
-    "Strategy",
-    "build_strategy",
-]
+__all__ = ["STRATEGIES", "Budget", "Kind", "SampleStrategy", "Selection", "Strategy"]

@@ -21,12 +21,14 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
-from ponder.backends.base import Backend, TokenCallback
+from ponder.backends.base import Backend
+from ponder.core import TokenCallback
 from ponder.errors import ConfigError
 from ponder.result import Result
-from ponder.strategies._steps import Branch, WideSearch
 from ponder.strategies.base import STRATEGIES
+from ponder.strategies.steps import Branch, WideSearch
 
 _FLOOR = 1e-9
 """Smallest step probability: a score of 0 costs -log(1e-9), not infinity."""
@@ -35,11 +37,11 @@ _FLOOR = 1e-9
 @STRATEGIES.register("a-star", aliases=("astar", "a*"))
 @dataclass(frozen=True, kw_only=True)
 class AStar(WideSearch):
-    name = "a-star"
     summary = "best-first search by accumulated step cost + scorer estimate (Chatziveroglou 2025)"
 
     heuristic_weight: float = 1.0
     max_expansions: int = 64
+    needs_width: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

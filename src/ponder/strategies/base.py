@@ -1,43 +1,53 @@
-"""The Strategy interface, the Budget, and the registry.
+"""The Strategy interface, its kinds, the Budget, the `Run` every Result is built by, and the
+registry.
 
-A strategy is a frozen dataclass: its fields are its parameters (validated at
-construction), so the CLI, the server and the eval harness build any of them from a dict
-with `build_strategy(name, **options)` and no code of theirs names a strategy. `arun` takes
-the question and a backend and returns a `Result`; the backend counts the tokens, the
-strategy only adds up the `Usage` it gets back.
+A strategy is a frozen dataclass: its fields are its parameters (validated at construction),
+so the CLI, the server and the eval harness build any of them from a `StrategySpec`
+(`strategies/spec.py`) and no code of theirs names a strategy. `arun` takes the question and
+a backend and returns a `Result`; the backend counts the tokens, the strategy only adds up
+the `Usage` it gets back (its `Run` does that).
 
-Sample-based strategies (`SampleStrategy`) split into drawing candidates and a pure
-`select(candidates, rng)`, so the eval harness can replay selection on stored samples at
-every budget without generating again.
+Each strategy declares its **kind**:
+
+* `Kind.SAMPLE`: draws complete answers and selects one with a pure `select(candidates,
+  rng)`; it may stop drawing early (`settled`), and says how many samples it used. The eval
+  harness replays it on stored samples at every budget, charging only what it used.
+* `Kind.STEP`: a step-level search over partial answers, run live.
+* `Kind.SEQUENTIAL`: any other loop (draft, critique, revise), run live.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ponder import seeds
-from ponder.backends.base import (
-    Backend,
-    Completion,
-    Message,
-    SamplingParams,
-    TokenCallback,
-    run_sync,
-)
+from ponder.backends.base import Backend
+from ponder.core import Completion, Generation, Prompt, SamplingParams, TokenCallback, run_sync
 from ponder.errors import BudgetError, ConfigError, UnsupportedError
 from ponder.registry import Registry
-from ponder.result import Candidate, Result, Trace, Vote
-from ponder.scorers.base import Attempt, Scorer
+from ponder.result import Candidate, Node, Result, Trace, Vote
+from ponder.scorers.base import Attempt, ScoreBatch, Scorer, check_role, score_distinct
+from ponder.strategies.sampler import Sampler
 from ponder.tasks.base import Task, get_task
 from ponder.usage import Usage
+
+
+class Kind(enum.StrEnum):
+    SAMPLE = "sample"
+    """Complete answers and a pure selection: replayed from a sample bank."""
+    STEP = "step"
+    """Step-level search over partial answers: run live."""
+    SEQUENTIAL = "sequential"
+    """Any other loop of calls (draft, critique, revise): run live."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +65,9 @@ class Budget:
     def __post_init__(self) -> None:
         for name in ("samples", "tokens"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
                 raise BudgetError(f"budget {name} must be a positive integer, got {value!r}")
         if self.samples is None and self.tokens is None:
             raise BudgetError("a budget needs a number of samples, of tokens, or both")
@@ -74,24 +86,41 @@ class Budget:
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """What `select` decided."""
+    """What a strategy decided."""
 
     chosen: int | None
+    """Index of the chosen candidate (None: every candidate abstained)."""
     answer: str | None
     decision: str
     votes: tuple[Vote, ...] = ()
+    used: int | None = None
+    """Samples the decision read (an early stop reads fewer than were offered)."""
+    stop: str | None = None
+    """Why the strategy stopped drawing before its budget, if it did."""
 
 
 def default_task() -> Task:
     return get_task("math")
 
 
+def check_scorer(strategy: type[Strategy], scorer: type[Scorer] | None) -> None:
+    """Whether `scorer` may serve `strategy`: the one place this is checked, on classes, so
+    a spec can check before any backend exists and a strategy when it is built."""
+    if scorer is None:
+        if strategy.needs_scorer:
+            role = "process scorer" if strategy.kind is Kind.STEP else "scorer"
+            raise ConfigError(f"strategy {strategy.name!r} needs a {role}")
+        return
+    check_role(scorer, process=strategy.kind is Kind.STEP)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Strategy(ABC):
     name: ClassVar[str] = "strategy"
+    """Set by the registry."""
     summary: ClassVar[str] = ""
+    kind: ClassVar[Kind] = Kind.SEQUENTIAL
     needs_scorer: ClassVar[bool] = False
-    step_level: ClassVar[bool] = False
 
     task: Task = field(default_factory=default_task)
     scorer: Scorer | None = None
@@ -100,13 +129,10 @@ class Strategy(ABC):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.scorer is not None and self.scorer.uses_gold:
-            raise ConfigError(
-                f"scorer {self.scorer.name!r} knows the gold answer; it is for evaluation "
-                "only and cannot select answers"
-            )
-        if self.needs_scorer and self.scorer is None:
-            raise ConfigError(f"strategy {self.name!r} needs a scorer (--scorer)")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.scorer is not None:
+            check_scorer(type(self), type(self.scorer))
 
     def rng(self, question: str) -> np.random.Generator:
         """The generator for every random choice on `question` (ties, subsets, resampling)."""
@@ -127,6 +153,13 @@ class Strategy(ABC):
         out["scorer"] = self.scorer.name if self.scorer else None
         return out
 
+    def begin(self, question: str, backend: Backend, on_tokens: TokenCallback | None) -> Run:
+        """A new run of this strategy on `question`, after checking it can run at all."""
+        check_scorer(type(self), type(self.scorer) if self.scorer else None)
+        if self.scorer is not None:
+            self.scorer.check(backend)
+        return Run(self, question, backend, on_tokens)
+
     @abstractmethod
     async def arun(
         self, question: str, backend: Backend, *, on_tokens: TokenCallback | None = None
@@ -139,17 +172,166 @@ class Strategy(ABC):
         return run_sync(self.arun(question, backend, on_tokens=on_tokens))
 
 
+class Run:
+    """One run of a strategy on one question: it makes the strategy's backend and scorer
+    calls, adds up what they spent, keeps notes, and builds the `Result` and its `Trace`.
+
+    Strategies are frozen and shared between runs, so everything a run changes lives here.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        question: str,
+        backend: Backend,
+        on_tokens: TokenCallback | None,
+    ) -> None:
+        self.strategy, self.question, self.backend = strategy, question, backend
+        self.on_tokens = on_tokens
+        self.prompt = strategy.task.prompt(question)
+        self.rng = strategy.rng(question)
+        self.usage = Usage()
+        self.notes: list[str] = []
+        self.started = time.perf_counter()
+        self._sampler: Sampler | None = None
+
+    def sampler(self, params: SamplingParams) -> Sampler:
+        """The sampler of this run's samples (one per run: sample i keeps seed + i)."""
+        if self._sampler is None:
+            seed = self.strategy.sample_seed(self.question)
+            self._sampler = Sampler(self.backend, self.prompt, params, seed, self.on_tokens)
+        return self._sampler
+
+    async def sample(self, params: SamplingParams, count: int) -> list[Completion]:
+        """The next `count` samples of the question's prompt."""
+        completions, usage = await self.sampler(params).next(count)
+        self.usage += usage
+        return completions
+
+    async def generate(
+        self, params: SamplingParams, *, n: int = 1, prompt: Prompt | None = None
+    ) -> Generation:
+        """`n` samples of `prompt` (the task's prompt of the question by default)."""
+        generation = await self.backend.agenerate(
+            self.prompt if prompt is None else prompt, params, n=n, on_tokens=self.on_tokens
+        )
+        self.usage += generation.usage
+        return generation
+
+    async def extend(
+        self,
+        prefixes: Sequence[str],
+        params: SamplingParams,
+        *,
+        n: int = 1,
+        prompt: Prompt | None = None,
+    ) -> Generation:
+        """`n` continuations of each assistant prefix."""
+        generation = await self.backend.acontinue(
+            self.prompt if prompt is None else prompt,
+            prefixes,
+            params,
+            n=n,
+            on_tokens=self.on_tokens,
+        )
+        self.usage += generation.usage
+        return generation
+
+    async def judge(self, scorer: Scorer, attempts: Sequence[Attempt]) -> ScoreBatch:
+        batch = await scorer.ascore(attempts)
+        self.usage += batch.usage
+        return batch
+
+    async def scores(self, completions: Sequence[Completion]) -> list[dict[str, float]]:
+        """The strategy's scorer's score of each completion (each distinct text once)."""
+        scorer = self.strategy.scorer
+        if scorer is None:
+            return [{} for _ in completions]
+        attempts = [Attempt.whole(self.question, c, self.prompt) for c in completions]
+        scores, usages = await score_distinct(scorer, attempts)
+        self.usage += Usage.total(usages)
+        return [{scorer.name: s} for s in scores]
+
+    def candidates(
+        self, completions: Sequence[Completion], scores: Sequence[Mapping[str, float]] = ()
+    ) -> list[Candidate]:
+        """Candidates of completions: answers extracted, equivalent answers clustered."""
+        task = self.strategy.task
+        made = [
+            Candidate.from_completion(c, task.extract(c.text, complete=c.finish_reason != "length"))
+            for c in completions
+        ]
+        labels = task.cluster([c.answer for c in made])
+        return [
+            dataclasses.replace(c, cluster=k, scores=dict(scores[i]) if i < len(scores) else {})
+            for i, (c, k) in enumerate(zip(made, labels, strict=True))
+        ]
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def result(
+        self,
+        candidates: Sequence[Candidate],
+        selection: Selection,
+        *,
+        nodes: Sequence[Node] = (),
+        chosen_path: Sequence[int] = (),
+    ) -> Result:
+        strategy = self.strategy
+        trace = Trace(
+            strategy=strategy.name,
+            kind=strategy.kind.value,
+            decision=selection.decision,
+            params=strategy.params(),
+            votes=selection.votes,
+            nodes=tuple(nodes),
+            chosen_path=tuple(chosen_path),
+            notes=tuple(self.notes),
+            used=selection.used if selection.used is not None else len(candidates),
+            stop=selection.stop,
+        )
+        return Result(
+            question=self.question,
+            answer=selection.answer,
+            chosen=selection.chosen,
+            candidates=tuple(candidates),
+            usage=self.usage,
+            trace=trace,
+            seconds=time.perf_counter() - self.started,
+        )
+
+
+DEFAULT_TOKEN_BATCH = 16
+"""Samples per call when a budget counts only tokens and no batch size is set."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class SampleStrategy(Strategy):
-    """Draw complete answers, then `select` one. `select` must be pure given `rng`."""
+    """Draw complete answers a batch at a time, stop when `settled` says so (or at the
+    budget), then `select` one. `select` and `settled` must be pure given their inputs, so
+    a replay on stored samples decides what a live run decides (`decide`)."""
 
-    batch_size: int = 16
-    """Samples per backend call when the budget is in tokens only."""
+    kind: ClassVar[Kind] = Kind.SAMPLE
+
+    batch_size: int | None = None
+    """Samples per backend call, and how often a stopping rule looks at them; None: the
+    whole sample budget in one call (16 a call when the budget counts only tokens)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if self.batch_size is not None and (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size < 1
+        ):
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        samples = self.budget.samples
+        if self.batch_size is not None and samples is not None and self.batch_size > samples:
+            raise BudgetError(
+                f"batch_size {self.batch_size} is larger than the sample budget of {samples}; "
+                "lower batch_size or raise n"
+            )
         tokens, longest = self.budget.tokens, self.sampling.max_tokens
         if tokens is not None and tokens < longest:
             raise BudgetError(
@@ -160,6 +342,11 @@ class SampleStrategy(Strategy):
     @abstractmethod
     def select(self, candidates: Sequence[Candidate], rng: np.random.Generator) -> Selection:
         """Pick the answer among candidates whose `answer`, `cluster` and `scores` are set."""
+
+    def settled(self, candidates: Sequence[Candidate]) -> str | None:
+        """Why drawing may stop after these samples (None: draw on). Never stops by default."""
+        del candidates
+        return None
 
     def sampling_params(self) -> SamplingParams:
         """What to ask the backend for: logprobs when the scorer reads them."""
@@ -172,92 +359,73 @@ class SampleStrategy(Strategy):
             )
         return params
 
+    def batches(self, total: int | None) -> Iterator[int]:
+        """The sizes of the successive draws for a budget of `total` samples (None: no
+        sample limit, the token budget decides)."""
+        step = self.batch_size or total or DEFAULT_TOKEN_BATCH
+        drawn = 0
+        while total is None or drawn < total:
+            size = step if total is None else min(step, total - drawn)
+            drawn += size
+            yield size
+
+    def decide(self, candidates: Sequence[Candidate], rng: np.random.Generator) -> Selection:
+        """The strategy on samples already drawn, in the order they were drawn (what replay
+        calls): the stopping rule sees them a batch at a time, and the selection reads only
+        the samples before the stop."""
+        used, stop = len(candidates), None
+        seen = 0
+        for size in self.batches(len(candidates)):
+            seen += size
+            stop = self.settled(candidates[:seen])
+            if stop is not None:
+                used = seen
+                break
+        selection = self.select(candidates[:used], rng)
+        return dataclasses.replace(selection, used=used, stop=stop)
+
     async def arun(
         self, question: str, backend: Backend, *, on_tokens: TokenCallback | None = None
     ) -> Result:
-        started = time.perf_counter()
-        if self.scorer is not None:
-            self.scorer.check(backend)
+        run = self.begin(question, backend, on_tokens)
         params = self.sampling_params()
         if params.logprobs and not backend.capabilities.logprobs:
             raise UnsupportedError(
                 f"strategy {self.name!r} reads token logprobs, which backend "
                 f"{backend.model_id!r} does not return"
             )
-        rng = self.rng(question)
-        seed = self.sample_seed(question)
-        completions, usage, notes = await self.draw(question, backend, params, seed, on_tokens)
-        candidates = self.judge(question, completions)
-        sampled = usage
-        if self.scorer is not None:
-            candidates, scored = await score_candidates(
-                self.scorer, question, completions, candidates, self.task.prompt(question)
-            )
-            usage += scored
-        if self.budget.tokens is not None and usage.decoded_tokens > self.budget.tokens:
-            notes.append(
-                f"{usage.decoded_tokens} tokens decoded in all ({sampled.decoded_tokens} "
-                f"sampling, the rest scoring), above the token budget of {self.budget.tokens}: "
-                "a call cannot be stopped halfway and scoring comes after sampling"
-            )
-        selection = self.select(candidates, rng)
-        trace = Trace(
-            strategy=self.name,
-            decision=selection.decision,
-            params=self.params(),
-            votes=selection.votes,
-            notes=tuple(notes),
-        )
-        return Result(
-            question=question,
-            answer=selection.answer,
-            chosen=selection.chosen,
-            candidates=tuple(candidates),
-            usage=usage,
-            trace=trace,
-            seconds=time.perf_counter() - started,
-        )
-
-    async def draw(
-        self,
-        question: str,
-        backend: Backend,
-        params: SamplingParams,
-        seed: int,
-        on_tokens: TokenCallback | None,
-    ) -> tuple[list[Completion], Usage, list[str]]:
-        """Sample in as few backend calls as the budget and the backend allow.
-
-        More samples than the backend's `max_n` are drawn over several calls; sample i is
-        seeded `seed + i` whichever call draws it.
-        """
-        wanted = self.budget.samples
-        limit = backend.capabilities.max_n
-        prompt = self.task.prompt(question)
         completions: list[Completion] = []
-        usage = Usage()
-        notes: list[str] = []
-        prompt_cost = 0
-        while wanted is None or len(completions) < wanted:
-            n = min(wanted - len(completions) if wanted is not None else self.batch_size, limit)
+        scores: list[dict[str, float]] = []
+        candidates: list[Candidate] = []
+        stop = None
+        for size in self.batches(self.budget.samples):
             if self.budget.tokens is not None:
-                n = min(n, self._affordable(usage, len(completions), prompt_cost, params))
-                if n < 1:
-                    notes.append(
+                size = min(size, self._affordable(run, len(completions), params))
+                if size < 1:
+                    run.note(
                         f"token budget of {self.budget.tokens} reached after "
-                        f"{len(completions)} samples ({usage.decoded_tokens} tokens decoded)"
+                        f"{len(completions)} samples ({run.usage.decoded_tokens} tokens decoded)"
                     )
                     break
-            batch = dataclasses.replace(params, seed=seed + len(completions))
-            generation = await backend.agenerate(prompt, batch, n=n, on_tokens=on_tokens)
-            completions.extend(generation.completions)
-            usage += generation.usage
-            prompt_cost = generation.usage.decoded_prompt_tokens
-        return completions, usage, notes
+            fresh = await run.sample(params, size)
+            completions += fresh
+            scores += await run.scores(fresh)
+            candidates = run.candidates(completions, scores)
+            stop = self.settled(candidates)
+            if stop is not None:
+                break
+        if self.budget.tokens is not None and run.usage.decoded_tokens > self.budget.tokens:
+            run.note(
+                f"{run.usage.decoded_tokens} tokens decoded in all, above the token budget of "
+                f"{self.budget.tokens}: a call cannot be stopped halfway, and scoring comes "
+                "after sampling"
+            )
+        selection = self.select(candidates, run.rng)
+        return run.result(
+            candidates, dataclasses.replace(selection, used=len(candidates), stop=stop)
+        )
 
-    def _affordable(
-        self, spent: Usage, drawn: int, prompt_cost: int, params: SamplingParams
-    ) -> int:
+    def _affordable(self, run: Run, drawn: int, params: SamplingParams) -> int:
         """How many more samples fit the token budget.
 
         The first call assumes max_tokens per sample (the budget holds at least one); later
@@ -265,39 +433,13 @@ class SampleStrategy(Strategy):
         backend reuses its KV) and each sample the mean length so far.
         """
         assert self.budget.tokens is not None
+        spent = run.usage
         left = self.budget.tokens - spent.decoded_tokens
         if not drawn:
             return left // params.max_tokens
-        each = max(spent.completion_tokens / drawn, 1.0)
-        return math.floor((left - prompt_cost) / each)
-
-    def judge(self, question: str, completions: Sequence[Completion]) -> list[Candidate]:
-        """Extract each answer and label equivalent answers with the same cluster."""
-        del question
-        candidates = [Candidate.from_completion(c, self.task.extract(c.text)) for c in completions]
-        labels = self.task.cluster([c.answer for c in candidates])
-        return [dataclasses.replace(c, cluster=k) for c, k in zip(candidates, labels, strict=True)]
-
-
-async def score_candidates(
-    scorer: Scorer,
-    question: str,
-    completions: Sequence[Completion],
-    candidates: Sequence[Candidate],
-    prompt: tuple[Message, ...] = (),
-) -> tuple[list[Candidate], Usage]:
-    """Score each distinct text once and map the scores back to every candidate."""
-    first_of: dict[str, int] = {}
-    for i, completion in enumerate(completions):
-        first_of.setdefault(completion.text, i)
-    unique = list(first_of.values())
-    batch = await scorer.ascore([Attempt.whole(question, completions[i], prompt) for i in unique])
-    by_text = {completions[i].text: s for i, s in zip(unique, batch.scores, strict=True)}
-    scored = [
-        dataclasses.replace(c, scores={**c.scores, scorer.name: by_text[comp.text]})
-        for c, comp in zip(candidates, completions, strict=True)
-    ]
-    return scored, batch.usage
+        sampler = run.sampler(params)
+        each = max(sampler.usage.completion_tokens / drawn, 1.0)
+        return math.floor((left - sampler.last_prompt_cost) / each)
 
 
 def vote_table(
@@ -332,18 +474,5 @@ def score_of(candidate: Candidate, scorer: Scorer | None) -> float:
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry(
-    "strategy", "ponder.strategies", plural="strategies"
+    "strategy", "ponder.strategies", Strategy, plural="strategies"
 )
-
-
-def build_strategy(name: str, **options: Any) -> Strategy:
-    """Build a registered strategy from keyword options; unknown options raise ConfigError."""
-    cls = STRATEGIES.get(name)
-    accepted = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise ConfigError(
-            f"strategy {cls.name!r} has no option {', '.join(unknown)}; "
-            f"its options: {', '.join(sorted(accepted))}"
-        )
-    return cls(**options)

@@ -13,22 +13,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ponder.backends.base import Backend, TokenCallback
+from ponder.backends.base import Backend
+from ponder.core import TokenCallback
 from ponder.result import Result
-from ponder.strategies._steps import Branch, WideSearch, best_first
 from ponder.strategies.base import STRATEGIES
+from ponder.strategies.steps import Branch, WideSearch, best_first
 
 
 @STRATEGIES.register("beam-search", aliases=("beam",))
 @dataclass(frozen=True, kw_only=True)
 class BeamSearch(WideSearch):
-    name = "beam-search"
     summary = "N beams, keep the top N/M by process score, expand each M ways (Snell et al. 2024)"
 
     async def arun(
         self, question: str, backend: Backend, *, on_tokens: TokenCallback | None = None
     ) -> Result:
-        self.require_width()
         search = self.search(question, backend, on_tokens)
         n, m = self.samples, self.beam_width
         finished: list[Branch] = []

@@ -28,7 +28,6 @@ from ponder.strategies.best_of_n import best_scored
 @STRATEGIES.register("best-of-majority", aliases=("bom",))
 @dataclass(frozen=True, kw_only=True)
 class BestOfMajority(SampleStrategy):
-    name = "best-of-majority"
     summary = "answers seen in >= min_fraction of samples, then the best-scored (Di et al. 2025)"
     needs_scorer = True
 

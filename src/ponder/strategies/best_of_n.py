@@ -25,7 +25,6 @@ from ponder.strategies.base import STRATEGIES, SampleStrategy, Selection, score_
 @STRATEGIES.register("best-of-n", aliases=("bon", "best-of-N"))
 @dataclass(frozen=True, kw_only=True)
 class BestOfN(SampleStrategy):
-    name = "best-of-n"
     summary = "N samples, the one the scorer ranks highest (Cobbe et al. 2021)"
     needs_scorer = True
 

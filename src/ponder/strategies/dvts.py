@@ -14,22 +14,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ponder.backends.base import Backend, TokenCallback
+from ponder.backends.base import Backend
+from ponder.core import TokenCallback
 from ponder.result import Result
-from ponder.strategies._steps import Branch, Search, WideSearch, best_first
 from ponder.strategies.base import STRATEGIES
+from ponder.strategies.steps import Branch, Search, WideSearch, best_first
 
 
 @STRATEGIES.register("dvts")
 @dataclass(frozen=True, kw_only=True)
 class DVTS(WideSearch):
-    name = "dvts"
     summary = "N/M independent subtrees, each greedy by process score (Beeching et al. 2024)"
 
     async def arun(
         self, question: str, backend: Backend, *, on_tokens: TokenCallback | None = None
     ) -> Result:
-        self.require_width()
         search = self.search(question, backend, on_tokens)
         m = self.beam_width
         subtrees = max(self.samples // m, 1)

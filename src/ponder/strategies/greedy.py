@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ponder.backends.base import SamplingParams
+from ponder.core import SamplingParams
 from ponder.result import Candidate
 from ponder.strategies.base import STRATEGIES, Budget, SampleStrategy, Selection, vote_table
 
@@ -19,7 +19,6 @@ from ponder.strategies.base import STRATEGIES, Budget, SampleStrategy, Selection
 @STRATEGIES.register("greedy")
 @dataclass(frozen=True, kw_only=True)
 class Greedy(SampleStrategy):
-    name = "greedy"
     summary = "one sample at temperature 0 (the baseline)"
 
     budget: Budget = Budget(samples=1)

@@ -29,11 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ponder.backends.base import Backend, TokenCallback
+from ponder.backends.base import Backend
+from ponder.core import TokenCallback
 from ponder.errors import ConfigError
 from ponder.result import Result
-from ponder.strategies._steps import StepSearch, ess, unique
 from ponder.strategies.base import STRATEGIES
+from ponder.strategies.steps import StepSearch, ess, unique
 
 LOGIT_CLIP = 1e-6
 """Scores of exactly 0 or 1 (the arithmetic checker's refuted or confirmed step) get log-odds
@@ -43,7 +44,6 @@ of -+13.8 instead of infinity, whose inf - inf in the softmax would make the wei
 @STRATEGIES.register("particle-filtering", aliases=("pf", "particles"))
 @dataclass(frozen=True, kw_only=True)
 class ParticleFiltering(StepSearch):
-    name = "particle-filtering"
     summary = "particles resampled by softmax(logit(score) / T) each step (Puri et al. 2025)"
 
     resample_temperature: float = 1.0

@@ -24,7 +24,6 @@ from ponder.strategies.base import STRATEGIES, SampleStrategy, Selection, vote_t
 @STRATEGIES.register("self-consistency", aliases=("sc", "majority", "majority-vote"))
 @dataclass(frozen=True, kw_only=True)
 class SelfConsistency(SampleStrategy):
-    name = "self-consistency"
     summary = "N samples, majority vote over equivalent answers (Wang et al. 2023)"
 
     def select(self, candidates: Sequence[Candidate], rng: np.random.Generator) -> Selection:

@@ -1,13 +1,13 @@
 """Weighted majority voting: each sample votes for its answer with a weight.
 
 Without a scorer the weight is the sample's own probability per token, exp(mean token
-logprob), as in the perplexity consistency of RPC (Zhou et al. 2025, "Bridging Internal
-Probability and Self-Consistency for Effective and Efficient LLM Reasoning"). With a scorer
-the votes are weighted by a verifier, as in Li et al. 2023 ("Making Large Language Models
-Better Reasoners with Step-Aware Verifier"); the score becomes a non-negative weight by the
-scorer's documented range: as is for scores >= 0 (P(Yes), self-certainty), exp(score) for
-log-probabilities (scores <= 0), sigmoid(score) for unbounded rewards (a reward logit read
-as a probability). A NaN score (not judged) weighs 0.
+logprob): the perplexity consistency of RPC (Zhou et al. 2025, "Bridging Internal
+Probability and Self-Consistency for Effective and Efficient LLM Reasoning"), without RPC's
+second part, reasoning pruning. With a scorer the votes are weighted by a verifier, as in
+Li et al. 2023 ("Making Large Language Models Better Reasoners with Step-Aware Verifier");
+the weight is the scorer's `weight(score)`, the probability its score stands for (P(Yes) as
+is, exp of a log-probability, the logistic of a reward logit). A NaN score (not judged)
+weighs 0.
 
     candidates = sample(prompt, N)
     for each answer cluster A: W(A) = sum_{c in A} weight(c)     (abstentions do not vote)
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ponder.backends.base import SamplingParams
+from ponder.core import SamplingParams
 from ponder.result import Candidate
 from ponder.strategies.base import (
     STRATEGIES,
@@ -34,10 +34,9 @@ from ponder.strategies.base import (
 )
 
 
-@STRATEGIES.register("weighted-majority", aliases=("weighted", "weighted-vote", "rpc"))
+@STRATEGIES.register("weighted-majority", aliases=("weighted", "weighted-vote"))
 @dataclass(frozen=True, kw_only=True)
 class WeightedMajority(SampleStrategy):
-    name = "weighted-majority"
     summary = "votes weighted by a scorer, or by the sample's probability (RPC, Zhou et al. 2025)"
 
     def sampling_params(self) -> SamplingParams:
@@ -50,13 +49,7 @@ class WeightedMajority(SampleStrategy):
         if self.scorer is None:
             lp = candidate.mean_logprob
             return math.nan if lp is None else math.exp(lp)
-        score = score_of(candidate, self.scorer)
-        low, high = self.scorer.score_range
-        if low >= 0.0:
-            return score
-        if high <= 0.0:
-            return math.exp(score)
-        return 0.5 * (1.0 + math.tanh(0.5 * score))  # sigmoid without overflow
+        return self.scorer.weight(score_of(candidate, self.scorer))
 
     def select(self, candidates: Sequence[Candidate], rng: np.random.Generator) -> Selection:
         del rng

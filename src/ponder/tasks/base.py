@@ -7,29 +7,45 @@ equivalent. Voting clusters equivalent answers with `cluster`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
+from typing import ClassVar
 
-from ponder.backends.base import Message
+from ponder.core import Message
 from ponder.registry import Registry
-
-TASKS: Registry[type[Task]] = Registry("task", "ponder.tasks")
 
 
 class Task(ABC):
-    name: str = "task"
+    name: ClassVar[str] = "task"
+    """Set by the registry."""
+    default_scorer: ClassVar[str | None] = None
+    """The outcome scorer a strategy that needs one gets when none is named: one that costs
+    no extra model call."""
+    default_process_scorer: ClassVar[str | None] = None
+    """The same for step-level search."""
 
     @abstractmethod
     def prompt(self, question: str) -> tuple[Message, ...]:
         """The chat prompt that asks the model `question`."""
 
     @abstractmethod
-    def extract(self, text: str) -> str | None:
-        """The final answer in a completion, or None when it has none."""
+    def extract(self, text: str, *, complete: bool = True) -> str | None:
+        """The final answer in a completion, or None when it has none (it abstains).
+
+        `complete` is False for a completion cut off at its token limit: a task should then
+        take only an answer the text states explicitly, never a number it stopped on."""
 
     @abstractmethod
     def equivalent(self, a: str, b: str) -> bool:
         """Whether two extracted answers (or an answer and a gold answer) are the same."""
+
+    def fingerprint(self) -> str:
+        """Identifies the prompt this task builds: samples drawn with another never mix."""
+        probe = [m.to_dict() for m in self.prompt("<<QUESTION>>")]
+        blob = json.dumps([self.name, probe])  # the bank keys of earlier runs depend on it
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def is_correct(self, answer: str | None, gold: str) -> bool:
         return answer is not None and self.equivalent(answer, gold)
@@ -75,6 +91,9 @@ class Task(ABC):
                 by_string[answer] = label
             labels.append(label)
         return labels
+
+
+TASKS: Registry[type[Task]] = Registry("task", "ponder.tasks", Task)
 
 
 def get_task(name: str = "math") -> Task:

@@ -28,7 +28,7 @@ from typing import Any
 import sympy
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-from ponder.backends.base import Message
+from ponder.core import Message
 from ponder.tasks.base import TASKS, Task
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)
@@ -107,7 +107,10 @@ def tidy(answer: str) -> str | None:
     return answer or None
 
 
-def extract_answer(text: str) -> str | None:
+def extract_answer(text: str, *, complete: bool = True) -> str | None:
+    """The final answer of a completion. A completion cut off at its token limit
+    (`complete=False`) only answers with a marked answer (boxed, "The answer is", ####):
+    the number it happened to stop on is not its answer."""
     text = text[-MAX_TEXT_CHARS:]
     boxed = last_boxed(text)
     if boxed is not None:
@@ -125,6 +128,8 @@ def extract_answer(text: str) -> str | None:
     hashes = _HASHES.findall(text)
     if hashes:
         return tidy(hashes[-1])
+    if not complete:
+        return None
     numbers = _NUMBER.findall(text.replace("\u2212", "-"))
     if numbers:
         return tidy(numbers[-1])
@@ -237,7 +242,8 @@ def answers_equivalent(a: str, b: str) -> bool:
 
 @TASKS.register("math")
 class MathTask(Task):
-    name = "math"
+    default_scorer = "mean-logprob"
+    default_process_scorer = "arithmetic"
 
     def __init__(self, system_prompt: str = SYSTEM_PROMPT) -> None:
         self.system_prompt = system_prompt
@@ -245,8 +251,8 @@ class MathTask(Task):
     def prompt(self, question: str) -> tuple[Message, ...]:
         return (Message("system", self.system_prompt), Message("user", question.strip()))
 
-    def extract(self, text: str) -> str | None:
-        return extract_answer(text)
+    def extract(self, text: str, *, complete: bool = True) -> str | None:
+        return extract_answer(text, complete=complete)
 
     def equivalent(self, a: str, b: str) -> bool:
         return answers_equivalent(a, b)

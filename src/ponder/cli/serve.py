@@ -1,4 +1,4 @@
-"""`ponder serve`: the OpenAI-compatible server on uvicorn."""
+"""`ponder serve`: the OpenAI-compatible server (`ponder.server`) on uvicorn."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
+from ponder.cli.common import err_console, open_backend
 from ponder.errors import ConfigError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def serve_command(
+def serve(
     backend: Annotated[
         str, typer.Option("--backend", "-b", help="embedded, openai or scripted (tests).")
     ] = "embedded",
@@ -78,7 +79,6 @@ def serve_command(
 
     import uvicorn
 
-    from ponder.cli import err_console, make_backend
     from ponder.server.app import ServerSettings, create_app
 
     settings = ServerSettings(
@@ -88,7 +88,7 @@ def serve_command(
         scorer_options=parse_scorer_options(scorer_option or []),
     )  # fmt: skip
     kind = "openai" if upstream else backend
-    engine = make_backend(kind, model, upstream, upstream_key, upstream_timeout)
+    engine = open_backend(kind, model, upstream, upstream_key, upstream_timeout)
     served = model or engine.model_id.split("@")[0]
     settings = dataclasses.replace(settings, served_model=served)
     if host not in LOOPBACK and api_key is None:

@@ -18,9 +18,10 @@ cannot judge (it raises, or returns NaN) is dropped and counted, and the search 
 a scorer that has failed on every node so far stops the run (`ScorerError`: a reward server
 that is down should say so, not answer at random).
 
-**Path scores.** Step scores are put on one [0, 1] scale (log-probabilities exponentiated,
-unbounded scores through a logistic) and aggregated along the path as the papers do:
-`last` (the PRM's value of the prefix, Snell et al.), `min`, `prod` or `mean`.
+**Path scores.** Step scores are put on one [0, 1] scale (the scorer's `probability`:
+log-probabilities exponentiated, unbounded scores through a logistic) and aggregated along
+the path as the papers do: `last` (the PRM's value of the prefix, Snell et al.), `min`,
+`prod` or `mean`.
 
 **Usage.** Every node carries what it cost: its completion (the backend charges a group's
 prompt, i.e. the part of the parent not already in the KV cache, to the group's first
@@ -39,18 +40,18 @@ import asyncio
 import dataclasses
 import math
 import re
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import numpy as np
 
-from ponder.backends.base import Backend, Completion, SamplingParams, TokenCallback
+from ponder.backends.base import Backend
+from ponder.core import Completion, SamplingParams, TokenCallback
 from ponder.errors import BudgetError, ConfigError, PonderError, ScorerError
-from ponder.result import Candidate, Node, NodeStatus, Result, Trace
-from ponder.scorers.base import Attempt, Scorer
-from ponder.strategies.base import Strategy, vote_table
+from ponder.result import Candidate, Node, NodeStatus, Result
+from ponder.scorers.base import Attempt
+from ponder.strategies.base import Kind, Run, Selection, Strategy, vote_table
 from ponder.usage import Usage
 
 Aggregate = Literal["last", "min", "prod", "mean"]
@@ -170,7 +171,7 @@ def ess(weights: np.ndarray) -> float:
 class StepSearch(Strategy):
     """Base of the step-level strategies; `arun` in each subclass reads like its paper."""
 
-    step_level: ClassVar[bool] = True
+    kind: ClassVar[Kind] = Kind.STEP
     needs_scorer: ClassVar[bool] = True
 
     step_delimiter: str = "\n\n"
@@ -188,11 +189,6 @@ class StepSearch(Strategy):
         if self.aggregate not in AGGREGATES:
             raise ConfigError(
                 f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}"
-            )
-        if self.scorer is not None and not self.scorer.process:
-            raise ConfigError(
-                f"scorer {self.scorer.name!r} cannot judge single steps; use a process scorer "
-                "(arithmetic, self-eval, mean-logprob, prm-http)"
             )
         extra = len(self.delimiter.stops) + len(self.sampling.stop)
         if extra > 16:
@@ -228,15 +224,13 @@ class StepSearch(Strategy):
         self, question: str, backend: Backend, on_tokens: TokenCallback | None = None
     ) -> Search:
         """A new search of `question`, after checking that it can run at all."""
-        assert self.scorer is not None
         tokens = self.budget.tokens
         if tokens is not None and tokens < self.max_step_tokens:
             raise BudgetError(
                 f"a token budget of {tokens} is below one step (max_step_tokens="
                 f"{self.max_step_tokens}); raise the budget or lower max_step_tokens"
             )
-        self.scorer.check(backend)
-        return Search(self, question, backend, on_tokens)
+        return Search(self, self.begin(question, backend, on_tokens))
 
     def path_score(self, probs: Sequence[float]) -> float:
         if not probs:
@@ -255,29 +249,21 @@ class WideSearch(StepSearch):
     """A step search that expands each partial solution it keeps `beam_width` (M) ways."""
 
     beam_width: int = 4
+    needs_width: ClassVar[bool] = True
+    """N must hold at least one full expansion (M samples); A* spends N differently."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.beam_width, int) or self.beam_width < 1:
             raise ConfigError(f"beam_width must be a positive integer, got {self.beam_width!r}")
-
-    def require_width(self) -> None:
-        if self.budget.samples is not None and self.beam_width > self.budget.samples:
+        if self.needs_width and self.budget.samples is not None and (
+            self.beam_width > self.budget.samples
+        ):
             raise BudgetError(
                 f"{self.name} with beam width {self.beam_width} needs at least "
                 f"{self.beam_width} samples (N >= M) but the budget allows "
                 f"{self.budget.samples}; raise n or lower the beam width"
             )
-
-
-def to_probability(score: float, scorer: Scorer) -> float:
-    """A step score on [0, 1]: log-probabilities exponentiated, unbounded ones squashed."""
-    low, high = scorer.score_range
-    if low >= 0.0 and high <= 1.0:
-        return min(max(score, 0.0), 1.0)
-    if high <= 0.0:
-        return math.exp(score)
-    return 0.5 * (1.0 + math.tanh(score / 2.0))  # the logistic, without overflow
 
 
 class Search:
@@ -286,29 +272,23 @@ class Search:
     Strategies are frozen and shared between runs, so everything a run changes lives here.
     """
 
-    def __init__(
-        self,
-        plan: StepSearch,
-        question: str,
-        backend: Backend,
-        on_tokens: TokenCallback | None,
-    ) -> None:
+    def __init__(self, plan: StepSearch, run: Run) -> None:
         assert plan.scorer is not None
-        self.plan, self.scorer = plan, plan.scorer
-        self.question, self.backend, self.on_tokens = question, backend, on_tokens
-        self.prompt = plan.task.prompt(question)
+        self.plan, self.scorer, self.run = plan, plan.scorer, run
+        self.question, self.prompt = run.question, run.prompt
         self.params = plan.step_params()
-        self.rng = plan.rng(question)
+        self.rng = run.rng
         """Every random choice of the run (resampling, ties)."""
-        self.seed = plan.sample_seed(question)
+        self.seed = plan.sample_seed(run.question)
         self.root = Branch(id=0, parent=None, step="", status="kept")
         self.nodes: list[Branch] = [self.root]
-        self.spent = Usage()
-        self.notes: list[str] = []
         self.scored = 0
         self.raised: list[str] = []
         self.nans = 0
-        self.started = time.perf_counter()
+
+    @property
+    def spent(self) -> Usage:
+        return self.run.usage
 
     @property
     def exhausted(self) -> bool:
@@ -324,9 +304,7 @@ class Search:
         if not parents:
             return []
         params = dataclasses.replace(self.params, seed=self.seed + len(self.nodes))
-        generation = await self.backend.acontinue(
-            self.prompt, [p.text for p in parents], params, n=k, on_tokens=self.on_tokens
-        )
+        generation = await self.run.extend([p.text for p in parents], params, n=k)
         children = [
             self._child(parent, completion)
             for parent, group in zip(parents, generation.groups, strict=True)
@@ -336,7 +314,6 @@ class Search:
             return []
         sampled = Usage.total(c.usage for c in children)
         children[0].usage += _less(generation.usage, sampled)
-        self.spent += generation.usage
         await self._judge(children)
         return [c for c in children if c.status != "dropped"]
 
@@ -408,16 +385,15 @@ class Search:
             if source is child:
                 self.scored += 1
             child.step_score = outcome
-            child.probs = (*child.parent.probs, to_probability(outcome, self.scorer))  # type: ignore[union-attr]
+            child.probs = (*child.parent.probs, self.scorer.probability(outcome))  # type: ignore[union-attr]
             child.score = self.plan.path_score(child.probs)
 
     async def _score(self, child: Branch) -> float:
         attempt = Attempt(self.question, child.steps(), child.completion, self.prompt)
-        batch = await self.scorer.ascore([attempt])
+        batch = await self.run.judge(self.scorer, [attempt])
         if len(batch.scores) != 1:
             raise ScorerError(f"scorer returned {len(batch.scores)} scores for 1 attempt")
         child.usage += batch.usage
-        self.spent += batch.usage
         return float(batch.scores[0])
 
     def _drop(self, child: Branch, why: str) -> None:
@@ -436,7 +412,7 @@ class Search:
             branch.notes.append(why)
 
     def note(self, text: str) -> None:
-        self.notes.append(text)
+        self.run.note(text)
 
     def result(self, finished: Iterable[Branch], unfinished: Iterable[Branch]) -> Result:
         """The best finished path wins; with none finished, the best partial one."""
@@ -451,24 +427,17 @@ class Search:
             dataclasses.replace(c, cluster=k) for c, k in zip(candidates, labels, strict=True)
         ]
         index = pool.index(chosen) if chosen is not None else None
-        nodes = tuple(self._node(b) for b in self.nodes)
-        trace = Trace(
-            strategy=plan.name,
-            decision=self._decision(chosen, len(pool), partial=not done),
-            params=plan.params(),
-            votes=vote_table(candidates),
-            nodes=nodes,
-            chosen_path=tuple(b.id for b in chosen.lineage()) if chosen else (),
-            notes=tuple(self.notes),
+        selection = Selection(
+            index,
+            candidates[index].answer if index is not None else None,
+            self._decision(chosen, len(pool), partial=not done),
+            vote_table(candidates),
         )
-        return Result(
-            question=self.question,
-            answer=candidates[index].answer if index is not None else None,
-            chosen=index,
-            candidates=tuple(candidates),
-            usage=Usage.total(n.usage for n in nodes),
-            trace=trace,
-            seconds=time.perf_counter() - self.started,
+        return self.run.result(
+            candidates,
+            selection,
+            nodes=[self._node(b) for b in self.nodes],
+            chosen_path=[b.id for b in chosen.lineage()] if chosen else [],
         )
 
     def _close(self, chosen: Branch | None, *, partial: bool) -> None:
@@ -522,7 +491,7 @@ class Search:
             scores[self.scorer.name] = branch.step_score
         return Candidate(
             text=text,
-            answer=self.plan.task.extract(text),
+            answer=self.plan.task.extract(text, complete=branch.ended),
             usage=Usage.total(b.usage for b in branch.lineage()),
             finish_reason="stop" if branch.ended else "length",
             mean_logprob=math.fsum(logprobs) / len(logprobs) if complete else None,

@@ -1,19 +1,19 @@
 """Fill the sample bank: N samples per question, every chosen scorer's score per sample,
 and the results of the strategies that must run live; each stored as soon as it exists.
 
-Per question, the missing samples are drawn in one backend call with `n` = how many are
-missing (split only by the backend's `max_n`), so the embedded backend batches them. Sample
-i of question q has seed `seeds.sample_seed(seed, q) + i` (a call starting at sample i passes
-that seed and the backend gives sample i + j seed + j), so what is stored does not depend on
-how many samples a call drew or on which run drew them. Samples are stored before they are
-scored, and the scores of a question as soon as its scoring calls return, so `kill -9`
-loses at most the calls in flight. Identical texts are scored once and the score (and its
-cost) copied to each copy; the scoring calls of a question run concurrently and each sample
-is charged an even share of their wall time.
+Samples are drawn by the one sampler (`strategies/sampler.py`): sample i of a question has
+seed `seeds.sample_seed(seed, question) + i`, whichever call draws it, so what is stored
+does not depend on how many samples a call drew, on which run drew them, or on whether a
+strategy drew them live (`ponder solve --seed S` draws the same samples). The missing
+samples of a question are drawn in as few calls as the backend allows, so the embedded
+backend batches them. Samples are stored before they are scored, and the scores of a
+question as soon as its scoring calls return, so `kill -9` loses at most the calls in
+flight. Identical texts are scored once (`scorers.base.score_distinct`); the scoring calls
+of a question run concurrently and each sample is charged an even share of their wall time.
 
-Strategies that cannot be replayed from the samples (step-level search; sample strategies
-that sample differently, such as greedy at temperature 0) run live per question and budget;
-their `Result`s are stored too, so a rerun repeats none of them.
+Strategies that cannot be replayed from the samples (step-level search, sequential ones,
+sample strategies that sample differently such as greedy at temperature 0) run live per
+question and budget; their `Result`s are stored too, so a rerun repeats none of them.
 
 `max_tokens_total` (tokens decoded, scoring included) and `max_seconds` stop the run cleanly:
 no new backend call starts once either is reached; calls in flight finish and are stored.
@@ -23,27 +23,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ponder.seeds import sample_seed
-from ponder.backends.base import Backend, SamplingParams, TokenCallback
-from ponder.errors import BudgetError, DataError
+from ponder import seeds
+from ponder.backends.base import Backend
+from ponder.core import SamplingParams, TokenCallback
+from ponder.errors import DataError
 from ponder.eval.bank import Sample, SampleBank, StoredResult
-from ponder.eval.datasets import Question
-from ponder.scorers.base import Attempt, Scorer
+from ponder.eval.question import Question
+from ponder.scorers.base import Attempt, Scorer, score_distinct
 from ponder.strategies.base import Strategy
+from ponder.strategies.sampler import Sampler
 from ponder.tasks.base import Task
 from ponder.usage import Usage
-
-
-def template_hash(task: Task) -> str:
-    """Identifies the prompt the task builds: samples of another template never mix."""
-    probe = [m.to_dict() for m in task.prompt("<<QUESTION>>")]
-    return hashlib.sha256(json.dumps([task.name, probe]).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +121,6 @@ class Collector:
         self.on_question = on_question
         self.on_tokens = on_tokens
         self.progress = Progress()
-        self._unusable: set[tuple[str, int]] = set()
-        """Live jobs whose strategy refused the budget (e.g. fewer beams than its width)."""
 
     async def run(self) -> list[QuestionData]:
         gate = asyncio.Semaphore(max(1, self.plan.concurrency))
@@ -155,7 +147,7 @@ class Collector:
         await self.draw(question)
         samples = await self.score(question, self.stored(question))
         live = await self.run_live(question)
-        wanted = {(j.label, j.k) for j in self.plan.live} - self._unusable
+        wanted = {(j.label, j.k) for j in self.plan.live}
         complete = (
             len(samples) == self.plan.n
             and all(s.name in x.scores for s in self.plan.scorers for x in samples)
@@ -172,25 +164,24 @@ class Collector:
         have = self.bank.indices(plan.run, question.id)
         missing = [i for i in range(plan.n) if i not in have]
         self.progress.reused += plan.n - len(missing)
-        base = sample_seed(plan.seed, question.question)
+        if not missing or self.should_stop():
+            return
+        base = seeds.sample_seed(plan.seed, question.question)
         prompt = self.task.prompt(question.question)
-        for start, count in _calls(missing, self.backend.capabilities.max_n):
-            if self.should_stop():
-                return
-            params = dataclasses.replace(plan.sampling, seed=base + start)
-            generation = await self.backend.agenerate(
-                prompt, params, n=count, on_tokens=self.on_tokens
-            )
-            self.progress.spent += generation.usage
+        sampler = Sampler(self.backend, prompt, plan.sampling, base, self.on_tokens)
+        async for start, completions, usage in sampler.calls(missing):
+            self.progress.spent += usage
             # the call's wall time, split evenly: batched samples finish together
-            share = generation.usage.seconds / max(len(generation.completions), 1)
-            for offset, completion in enumerate(generation.completions):
+            share = usage.seconds / max(len(completions), 1)
+            for offset, completion in enumerate(completions):
                 top = plan.sampling.top_logprobs if completion.logprobs else -1
                 sample = Sample(
                     idx=start + offset,
                     seed=base + start + offset,
                     text=completion.text,
-                    answer=self.task.extract(completion.text),
+                    answer=self.task.extract(
+                        completion.text, complete=completion.finish_reason != "length"
+                    ),
                     finish_reason=completion.finish_reason,
                     usage=dataclasses.replace(completion.usage, seconds=share, calls=0),
                     mean_logprob=completion.mean_logprob,
@@ -200,6 +191,8 @@ class Collector:
                 )
                 self.bank.add_sample(plan.run, question, sample)
                 self.progress.generated += 1
+            if self.should_stop():
+                return
 
     async def score(self, question: Question, samples: list[Sample]) -> list[Sample]:
         """Every scorer's score on every stored sample that lacks it."""
@@ -219,28 +212,19 @@ class Collector:
                 _check_logprobs(scorer, sample, question)
             if scorer.needs_backend and self.should_stop():
                 break  # only scorers that call a model spend tokens
-            by_text: dict[str, list[Sample]] = {}
-            for sample in todo:
-                by_text.setdefault(sample.text, []).append(sample)
-
-            async def judge(sample: Sample, scorer: Scorer = scorer) -> tuple[float, Usage]:
-                attempt = Attempt.whole(question.question, sample.completion(), prompt)
-                batch = await scorer.ascore([attempt])
-                return float(batch.scores[0]), batch.usage
-
+            attempts = [Attempt.whole(question.question, s.completion(), prompt) for s in todo]
             started = time.perf_counter()
-            judged = await asyncio.gather(*(judge(copies[0]) for copies in by_text.values()))
+            scores, usages = await score_distinct(scorer, attempts)
             # the calls overlap (the backend batches them): each sample gets an even share
             # of the wall time, as samples of one generation call do
-            share = (time.perf_counter() - started) / len(judged)
-            for copies, (score, usage) in zip(by_text.values(), judged, strict=True):
+            share = (time.perf_counter() - started) / len(todo)
+            for sample, score, usage in zip(todo, scores, usages, strict=True):
                 self.progress.spent += usage
-                for sample in copies:
-                    self.bank.add_score(
-                        self.plan.run, question.id, sample.idx, scorer.name, score,
-                        dataclasses.replace(usage, seconds=share),
-                    )  # fmt: skip
-                    self.progress.scored += 1
+                self.bank.add_score(
+                    self.plan.run, question.id, sample.idx, scorer.name, score,
+                    dataclasses.replace(usage, seconds=share),
+                )  # fmt: skip
+                self.progress.scored += 1
             changed = True
         return self.stored(question) if changed else samples
 
@@ -249,7 +233,9 @@ class Collector:
         again by the task (an improved extractor applies to old samples too)."""
         stored = self.bank.samples(self.plan.run, question, logprobs=logprobs)
         return [
-            dataclasses.replace(s, answer=self.task.extract(s.text))
+            dataclasses.replace(
+                s, answer=self.task.extract(s.text, complete=s.finish_reason != "length")
+            )
             for s in stored
             if s.idx < self.plan.n
         ]
@@ -258,8 +244,6 @@ class Collector:
         found: dict[tuple[str, int], StoredResult] = {}
         for job in self.plan.live:
             key = (job.label, job.k)
-            if key in self._unusable:
-                continue
             stored = self.bank.result(self.plan.run, question, job.config, job.k)
             if stored is not None:
                 self.progress.live_reused += 1
@@ -269,14 +253,9 @@ class Collector:
                 continue
             if self.should_stop():
                 continue
-            try:
-                result = await job.strategy.arun(
-                    question.question, self.backend, on_tokens=self.on_tokens
-                )
-            except BudgetError as exc:
-                self._unusable.add(key)
-                self.progress.notes.append(f"{job.label} at k={job.k} skipped: {exc}")
-                continue
+            result = await job.strategy.arun(
+                question.question, self.backend, on_tokens=self.on_tokens
+            )
             self.progress.spent += result.usage
             correct = self.task.is_correct(result.answer, question.answer)
             self.bank.add_result(
@@ -287,21 +266,6 @@ class Collector:
             assert stored is not None
             found[key] = stored
         return found
-
-    @property
-    def unusable(self) -> set[tuple[str, int]]:
-        return set(self._unusable)
-
-
-def _calls(indices: Sequence[int], max_n: int) -> list[tuple[int, int]]:
-    """(start, count) per backend call: runs of consecutive indices, at most max_n long."""
-    calls: list[tuple[int, int]] = []
-    for i in indices:
-        if calls and calls[-1][0] + calls[-1][1] == i and calls[-1][1] < max_n:
-            calls[-1] = (calls[-1][0], calls[-1][1] + 1)
-        else:
-            calls.append((i, 1))
-    return calls
 
 
 def _check_logprobs(scorer: Scorer, sample: Sample, question: Question) -> None:

@@ -1,0 +1,101 @@
+"""What the commands share: the consoles, the backend options, `key=value` options, JSON
+output and progress bars. Nothing outside `ponder.cli` imports this."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ponder.backends.base import Backend
+from ponder.backends.registry import load_backend
+from ponder.errors import ConfigError
+from ponder.serialize import dumps
+
+console = Console()
+err_console = Console(stderr=True)
+
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        "-b",
+        help="embedded (llama.cpp, offline), openai (any OpenAI-compatible "
+        "server) or scripted (a test double).",
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Embedded: a model name (see `ponder models`) or a .gguf path; "
+        "openai: the server's model name.",
+        show_default="qwen2.5-coder-1.5b",
+    ),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1."),
+]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="PONDER_API_KEY",
+        show_envvar=True,
+        help="Key for --base-url (falls back to OPENAI_API_KEY).",
+    ),
+]
+TimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", help="Seconds per HTTP request.", min=0.1)
+]
+OptionsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--option", "-o", help="Strategy option key=value (repeatable)."),
+]
+
+
+def open_backend(
+    backend: str,
+    model: str | None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+) -> Backend:
+    return load_backend(backend, model=model, base_url=base_url, api_key=api_key, timeout=timeout)
+
+
+def show_progress() -> bool:
+    """Progress bars only where a person watches."""
+    return sys.stderr.isatty() and sys.stdout.isatty()
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(dumps(data, indent=2) + "\n")
+
+
+def say(text: str, **style: Any) -> None:
+    """A line of plain text (no rich markup read into it)."""
+    console.print(text, markup=False, highlight=False, **style)
+
+
+def warn(text: str) -> None:
+    err_console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """`key=value` pairs; values parsed as JSON when they can be (numbers, true, lists)."""
+    options: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option takes key=value, got {pair!r}")
+        try:
+            options[key.strip().replace("-", "_")] = json.loads(value)
+        except ValueError:
+            options[key.strip().replace("-", "_")] = value
+    return options

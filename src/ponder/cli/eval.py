@@ -1,0 +1,312 @@
+"""`ponder eval`: flags and printing over `ponder.eval.Evaluation`.
+
+ponder eval --dataset gsm8k --limit 50 -n 16 --model small --out runs/gsm8k
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from ponder.backends.base import Backend
+from ponder.cli.common import (
+    ApiKeyOpt,
+    BackendOpt,
+    BaseUrlOpt,
+    ModelOpt,
+    OptionsOpt,
+    TimeoutOpt,
+    console,
+    err_console,
+    open_backend,
+    parse_options,
+    print_json,
+    show_progress,
+    warn,
+)
+from ponder.core import SamplingParams
+from ponder.eval.api import EvalConfig, EvalSummary, Evaluation
+from ponder.eval.collect import QuestionData
+from ponder.eval.datasets import DATASETS, OnBadLine
+from ponder.eval.replay import SUBSETS, candidates_of
+from ponder.scorers.base import SCORERS
+from ponder.strategies.base import vote_table
+from ponder.strategies.spec import required_options
+
+
+def eval_(
+    dataset: Annotated[
+        str, typer.Option("--dataset", "-d", help=f"{', '.join(DATASETS)}, or a JSONL file.")
+    ] = "gsm8k",
+    limit: Annotated[int | None, typer.Option(help="Use this many questions.", min=1)] = None,
+    offset: Annotated[int, typer.Option(help="Skip this many questions first.", min=0)] = 0,
+    n: Annotated[
+        int, typer.Option("-n", help="Samples per question: the largest budget k.", min=1)
+    ] = 16,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--strategy",
+            "-s",
+            help="Measure only these (repeatable; default: every sample-based strategy). "
+            "Step-level ones (beam-search...) run live per question.",
+        ),
+    ] = None,
+    scorer: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Outcome scorer scored on every sample (repeatable; default "
+            "mean-logprob). Add self-eval to let the model judge its answers."
+        ),
+    ] = None,
+    process_scorer: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Process scorer of step-level strategies (repeatable; default: the "
+            "--scorer ones that judge steps)."
+        ),
+    ] = None,
+    reward_url: Annotated[
+        str | None, typer.Option(help="Reward model URL for reward-http / prm-http.")
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Line every other is compared with (default self-consistency)."),
+    ] = None,
+    beam_width: Annotated[int | None, typer.Option(help="Beam search / DVTS width M.")] = None,
+    step_delimiter: Annotated[
+        str | None, typer.Option(help="Where a reasoning step ends (step-level strategies).")
+    ] = None,
+    option: OptionsOpt = None,
+    live_budget: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="Budgets of the live strategies (repeatable; default 1, 2, 4.. N).", min=1
+        ),
+    ] = None,
+    question_field: Annotated[
+        str | None, typer.Option(help="JSONL: the question's field (default question).")
+    ] = None,
+    answer_field: Annotated[
+        str | None, typer.Option(help="JSONL: the gold answer's field (default answer).")
+    ] = None,
+    on_bad_line: Annotated[
+        OnBadLine, typer.Option(help="JSONL: stop at a malformed line, or skip it.")
+    ] = OnBadLine.stop,
+    steps: Annotated[int, typer.Option(help="Synthetic: operations per question.", min=1)] = 3,
+    max_number: Annotated[int, typer.Option(help="Synthetic: size of the numbers.", min=4)] = 100,
+    data_seed: Annotated[int, typer.Option(help="Synthetic: which questions.")] = 0,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per sample.", min=1)] = 512,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.", min=0.0)] = 0.8,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 1.0,
+    top_logprobs: Annotated[
+        int,
+        typer.Option(
+            help="Alternatives kept per token in the bank (confidence rules read them).",
+            min=0,
+            max=20,
+        ),
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Base seed of samples, subsets and bootstraps.")] = 0,
+    subsets: Annotated[
+        int, typer.Option(help="Random k-subsets per question and budget.", min=1)
+    ] = SUBSETS,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the report (default runs/DATASET-MODEL).")
+    ] = None,
+    bank: Annotated[
+        Path | None, typer.Option(help="Sample bank (default OUT/bank.sqlite).")
+    ] = None,
+    new_run: Annotated[
+        bool, typer.Option(help="Keep runs with other settings in the same bank.")
+    ] = False,
+    max_tokens_total: Annotated[
+        int | None, typer.Option(help="Stop after this many decoded tokens.", min=1)
+    ] = None,
+    max_seconds: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds.", min=0.0)
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(help="Questions worked on at once (the backend batches them).", min=1)
+    ] = 1,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results as JSON instead of tables.")
+    ] = False,
+    backend: BackendOpt = "embedded",
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    timeout: TimeoutOpt = None,
+) -> None:
+    """Measure strategies x budgets on a dataset: accuracy against compute, with 95% CIs."""
+    started = time.monotonic()
+    options = parse_options(option)
+    flags = {"beam_width": beam_width, "step_delimiter": step_delimiter}
+    options.update({k: v for k, v in flags.items() if v is not None})
+    scorer_options = _reward_options(reward_url, [*(scorer or ()), *(process_scorer or ())])
+    config = EvalConfig(
+        dataset=dataset, limit=limit, offset=offset, question_field=question_field,
+        answer_field=answer_field, on_bad_line=on_bad_line, steps=steps,
+        max_number=max_number, data_seed=data_seed, n=n, strategies=strategy or None,
+        scorers=scorer or None, process_scorers=process_scorer or None,
+        scorer_options=scorer_options, options=options, live_budgets=live_budget or None,
+        baseline=baseline,
+        sampling=SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p),
+        top_logprobs=top_logprobs, seed=seed, subsets=subsets, bank=bank,
+        out=out or Path("runs"), new_run=new_run, max_tokens_total=max_tokens_total,
+        max_seconds=max_seconds, concurrency=concurrency,
+        command=shlex.join(["ponder", *sys.argv[1:]]),
+    )  # fmt: skip
+    # everything that can be checked without a model is checked first
+    evaluation = Evaluation(config)
+    for skipped in evaluation.skipped:
+        warn(f"warning: skipped {skipped}")
+    with open_backend(backend, model, base_url, api_key, timeout) as engine:
+        if out is None:  # the default folder names the dataset and the model
+            folder = Path("runs") / f"{evaluation.dataset.name}-{engine.model_id.split(':')[0]}"
+            evaluation = Evaluation(dataclasses.replace(config, out=folder))
+        summary = _run(evaluation, engine, n)
+    summary.meta["seconds"] = round(time.monotonic() - started, 2)
+    if as_json:
+        print_json({k: v for k, v in summary.to_dict().items() if k != "paths"})
+        return
+    if not summary.rows:
+        warn("no question is complete yet (" + "; ".join(summary.notes or ["nothing stored"]) + ")")
+        return
+    _print(summary)
+
+
+def _reward_options(url: str | None, names: list[str]) -> dict[str, dict[str, Any]]:
+    """--reward-url for every named scorer that takes a url."""
+    if url is None:
+        return {}
+    out = {}
+    for name in names:
+        canonical = SCORERS.canonical(name)
+        if "url" in required_options(SCORERS.get(canonical)):
+            out[canonical] = {"url": url}
+    return out
+
+
+def _run(evaluation: Evaluation, engine: Backend, n: int) -> EvalSummary:
+    """The evaluation, with a progress bar (ETA, running accuracy) when a person watches."""
+    if not show_progress():
+        return evaluation.run(engine)
+    task = evaluation.task
+    tally = {"questions": 0, "pass1": 0.0, "majority": 0, "tokens": 0}
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        job = bar.add_task("sampling", total=len(evaluation.dataset.questions))
+
+        def describe() -> str:
+            done = max(tally["questions"], 1)
+            return (
+                f"pass@1 {tally['pass1'] / done:.2f} · majority@{n} {tally['majority'] / done:.2f}"
+                f" · {tally['tokens']:,} tokens"
+            )
+
+        def on_question(data: QuestionData) -> None:
+            if data.samples:
+                right = [task.is_correct(s.answer, data.question.answer) for s in data.samples]
+                votes = vote_table(candidates_of(data.samples, task))
+                tally["questions"] += 1
+                tally["pass1"] += sum(right) / len(right)
+                tally["majority"] += bool(votes) and right[votes[0].members[0]]
+            bar.update(job, advance=1, description=describe())
+
+        def on_tokens(count: int) -> None:
+            tally["tokens"] += count
+
+        return evaluation.run(engine, on_question=on_question, on_tokens=on_tokens)
+
+
+def _print(summary: EvalSummary) -> None:
+    meta = summary.meta
+    out = console
+    if not out.is_terminal:  # a pipe or a file: no terminal width to wrap at
+        out = Console(width=160)
+    title = (
+        f"{meta['dataset']} · {meta['model']} · {meta['complete_questions']} questions · "
+        f"N={meta['n']}"
+    )
+    grid = Table(title=Text(title))
+    grid.add_column("strategy", no_wrap=True)
+    for column in ("k", "acc", "95% CI", "prompt", "cached", "compl.", "FLOPs", "s"):
+        grid.add_column(column, justify="right", no_wrap=True)
+    for r in summary.rows:
+        nan = math.isnan(r["accuracy"])
+        grid.add_row(
+            Text(r["strategy"] + (" (live)" if r["live"] else "")),  # "[scorer]" is no markup
+            str(r["k"]),
+            "–" if nan else f"{r['accuracy']:.3f}",
+            "–" if nan else f"{r['ci_low']:.2f}–{r['ci_high']:.2f}",
+            f"{r['prompt_tokens']:.0f}",
+            f"{r['cached_prompt_tokens']:.0f}",
+            f"{r['completion_tokens']:.0f}",
+            f"{r['flops']:.2g}",
+            f"{r['seconds']:.1f}",
+        )
+    out.print(grid)
+    for c in summary.comparisons:
+        if c["p_bootstrap"] < 0.05 or (c["p_mcnemar"] is not None and c["p_mcnemar"] < 0.05):
+            mcnemar = "" if c["p_mcnemar"] is None else f", McNemar p={c['p_mcnemar']:.3g}"
+            out.print(
+                f"{c['strategy']}@{c['k']} vs {c['versus']}: {c['difference']:+.3f} "
+                f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], bootstrap p={c['p_bootstrap']:.3g}"
+                f"{mcnemar}",
+                markup=False,
+                highlight=False,
+            )
+    for v in summary.verifiers:
+        rate = v["false_positive_rate"]
+        if rate is None or math.isnan(rate):
+            text = "no question had both right and wrong samples"
+        else:
+            text = (
+                f"false-positive rate {rate:.3f} on {v['questions_with_right_and_wrong']} "
+                f"questions; best-of-k ceiling as k→∞ {v['ceiling_limit']:.3f}"
+            )
+        if v["unjudged_samples"]:
+            text += f" ({v['unjudged_samples']} of {v['samples']} samples could not be judged)"
+        out.print(f"verifier {v['scorer']}: {text}", markup=False, highlight=False)
+    for note in meta["notes"]:
+        out.print(f"note: {note}", markup=False, highlight=False)
+    out.print(
+        f"{meta['complete_questions']}/{meta['questions']} questions complete; generated "
+        f"{meta['generated_samples']} samples, reused {meta['reused_samples']}; "
+        f"{meta['live_runs']} live runs, {meta['live_reused']} reused; {meta['seconds']} s",
+        markup=False,
+        highlight=False,
+    )
+    paths = summary.paths
+    out.print(
+        f"report: {paths['html']}  plot: {paths['png']}  data: {paths['json']}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )

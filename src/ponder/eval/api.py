@@ -1,0 +1,313 @@
+"""Evaluation as a library: fill the bank, run the live strategies, replay, test, report.
+
+    from ponder.eval import EvalConfig, Evaluation
+
+    config = EvalConfig(dataset="gsm8k", limit=50, n=16, scorers=("mean-logprob",),
+                        out=Path("runs/gsm8k"))
+    evaluation = Evaluation(config)          # everything checked, no model loaded yet
+    summary = evaluation.run(backend)        # or: await evaluation.arun(backend)
+    print(summary.rows[0]["accuracy"], summary.paths["html"])
+
+`ponder eval` is flags and printing over this. `Evaluation(config)` validates everything that
+needs no model (the dataset, every strategy and scorer name, the options); `run` draws what
+the bank is missing (resumable), runs the live strategies, replays the sample strategies at
+every budget, computes intervals, paired tests and verifier statistics, and writes the
+report when `config.out` is set. `on_question` and `on_tokens` report progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ponder.backends.base import Backend
+from ponder.core import SamplingParams, TokenCallback
+from ponder.errors import ConfigError
+from ponder.eval.bank import RunSpec, SampleBank
+from ponder.eval.collect import Collector, Plan, QuestionData
+from ponder.eval.datasets import Dataset, OnBadLine, load_dataset
+from ponder.eval.lines import LineRequest, Lines, build_lines
+from ponder.eval.replay import SUBSETS, drop_duplicates, live_cells, replay
+from ponder.eval.verifiers import Verifier, verifier
+from ponder.scorers.base import SCORERS, Scorer, build_scorer, check_role
+from ponder.tasks.base import get_task
+
+DEFAULT_SCORER = "mean-logprob"
+"""Scored on every sample when no scorer is named and the backend returns logprobs."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    dataset: str = "gsm8k"
+    """A shipped dataset, `synthetic`, or a JSONL path."""
+    limit: int | None = None
+    offset: int = 0
+    question_field: str | None = None
+    answer_field: str | None = None
+    on_bad_line: OnBadLine = OnBadLine.stop
+    steps: int = 3
+    max_number: int = 100
+    data_seed: int = 0
+    n: int = 16
+    """Samples per question: the largest budget k."""
+    strategies: Sequence[str] | None = None
+    """None: every strategy of kind sample."""
+    scorers: Sequence[str] | None = None
+    """Outcome scorers scored on every sample (None: mean-logprob where logprobs exist)."""
+    process_scorers: Sequence[str] | None = None
+    """Process scorers of step-level strategies (None: the outcome ones that judge steps)."""
+    scorer_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    live_budgets: Sequence[int] | None = None
+    baseline: str | None = None
+    sampling: SamplingParams = SamplingParams(max_tokens=512, temperature=0.8)
+    top_logprobs: int = 0
+    """Alternatives kept per token in the bank (confidence rules read them)."""
+    seed: int = 0
+    subsets: int = SUBSETS
+    bank: Path | None = None
+    """The sample bank (default: `out`/bank.sqlite)."""
+    out: Path | None = None
+    """Where the report goes (None: no report files)."""
+    new_run: bool = False
+    max_tokens_total: int | None = None
+    max_seconds: float | None = None
+    concurrency: int = 1
+    task: str = "math"
+    command: str = ""
+    """The command line that asked for this, for the report."""
+
+    def __post_init__(self) -> None:
+        for name in ("n", "subsets", "concurrency"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.live_budgets and any(k < 1 for k in self.live_budgets):
+            raise ConfigError("live budgets must be positive integers")
+        if not 0 <= self.top_logprobs <= 20:
+            raise ConfigError(f"top_logprobs must be between 0 and 20, got {self.top_logprobs}")
+        if self.bank is None and self.out is None:
+            raise ConfigError("an evaluation needs a sample bank: give bank or out")
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    """What an evaluation found (`ponder eval --json` prints `to_dict()`)."""
+
+    meta: dict[str, Any]
+    rows: list[dict[str, Any]]
+    """One per line and budget: accuracy, its interval, costs."""
+    comparisons: list[dict[str, Any]]
+    verifiers: list[dict[str, Any]]
+    paths: dict[str, Path]
+    """The report's files (empty without `out`)."""
+
+    @property
+    def notes(self) -> list[str]:
+        return list(self.meta.get("notes", []))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "results": self.rows,
+            "comparisons": self.comparisons,
+            "verifiers": self.verifiers,
+            "paths": {k: str(v) for k, v in self.paths.items()},
+            "meta": self.meta,
+        }
+
+
+QuestionCallback = Callable[[QuestionData], None]
+
+
+class Evaluation:
+    """One evaluation; built from a config that is checked before any model is loaded."""
+
+    def __init__(self, config: EvalConfig) -> None:
+        self.config = config
+        self.task = get_task(config.task)
+        self.dataset: Dataset = load_dataset(
+            config.dataset, limit=config.limit, offset=config.offset,
+            question_field=config.question_field, answer_field=config.answer_field,
+            on_bad_line=config.on_bad_line, seed=config.data_seed, steps=config.steps,
+            max_number=config.max_number,
+        )  # fmt: skip
+        self.scorer_names = [_outcome(x) for x in config.scorers or ()]
+        self.process_names = [_process(x) for x in config.process_scorers or ()]
+        self.request(config.sampling, self.scorer_names).specs()  # names and options
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        """Malformed dataset lines that were skipped."""
+        return self.dataset.skipped
+
+    def request(self, sampling: SamplingParams, scorers: Sequence[str]) -> LineRequest:
+        config = self.config
+        process = self.process_names or [x for x in scorers if SCORERS.get(x).process]
+        return LineRequest(
+            strategies=config.strategies, scorers=scorers, process_scorers=process,
+            n=config.n, seed=config.seed, sampling=sampling, options=config.options,
+            scorer_options=config.scorer_options, live_ks=config.live_budgets,
+            task=config.task,
+        )  # fmt: skip
+
+    def run(
+        self,
+        backend: Backend,
+        *,
+        on_question: QuestionCallback | None = None,
+        on_tokens: TokenCallback | None = None,
+    ) -> EvalSummary:
+        return asyncio.run(self.arun(backend, on_question=on_question, on_tokens=on_tokens))
+
+    async def arun(
+        self,
+        backend: Backend,
+        *,
+        on_question: QuestionCallback | None = None,
+        on_tokens: TokenCallback | None = None,
+    ) -> EvalSummary:
+        config, task = self.config, self.task
+        started = time.monotonic()
+        names = self.scorer_names or ([DEFAULT_SCORER] if backend.capabilities.logprobs else [])
+        sampling = dataclasses.replace(config.sampling, logprobs=backend.capabilities.logprobs)
+        request = self.request(sampling, names)
+        names = request.scorers_needed()
+        scorers = [self._scorer(x, backend) for x in names]
+        sampling = dataclasses.replace(
+            sampling, top_logprobs=max([s.top_logprobs for s in scorers] + [config.top_logprobs])
+        )
+        request = dataclasses.replace(request, scorers=names, sampling=sampling)
+        lines = build_lines(request, backend)
+        baseline = self._baseline(lines)
+        bank_path = config.bank or config.out / "bank.sqlite"  # type: ignore[operator]
+        identity = {
+            "max_tokens": sampling.max_tokens, "temperature": sampling.temperature,
+            "top_p": sampling.top_p, "top_k": sampling.top_k, "min_p": sampling.min_p,
+            "stop": list(sampling.stop), "seed": config.seed,
+        }  # fmt: skip
+        spec = RunSpec(self.dataset.name, backend.model_id, task.fingerprint(), identity)
+        with SampleBank(bank_path) as store:
+            run = store.open_run(spec, keep_others=config.new_run)
+            plan = Plan(
+                run=run, questions=self.dataset.questions, n=config.n, sampling=sampling,
+                seed=config.seed, scorers=scorers, live=lines.jobs,
+                max_tokens_total=config.max_tokens_total, max_seconds=config.max_seconds,
+                concurrency=config.concurrency,
+            )  # fmt: skip
+            collector = Collector(
+                store, backend, task, plan, on_question=on_question, on_tokens=on_tokens
+            )
+            data = await collector.run()
+        progress = collector.progress
+        complete = [d for d in data if d.complete]
+        notes = [*lines.notes, *progress.notes]
+        if progress.stopped:
+            notes.append(f"stopped: {progress.stopped}; rerun the same command to continue")
+        if len(complete) < len(data):
+            notes.append(
+                f"{len(data) - len(complete)} of {len(data)} questions are incomplete and left out"
+            )
+        meta: dict[str, Any] = {
+            "command": config.command,
+            "dataset": self.dataset.name,
+            "questions": len(data),
+            "complete_questions": len(complete),
+            "n": config.n,
+            "model": backend.model_id,
+            "backend": backend.name,
+            "parameters": backend.parameters,
+            "sampling": identity,
+            "scorers": [s.name for s in scorers],
+            "process_scorers": list(request.process_scorers),
+            "baseline": baseline,
+            "subsets": config.subsets,
+            "bank": str(bank_path),
+            "run": run,
+            "out": str(config.out) if config.out else None,
+            "generated_samples": progress.generated,
+            "reused_samples": progress.reused,
+            "scores_computed": progress.scored,
+            "live_runs": progress.live_runs,
+            "live_reused": progress.live_reused,
+            "tokens_decoded_this_run": progress.spent.decoded_tokens,
+            "generation_seconds": round(time.monotonic() - started, 2),
+            "stopped": progress.stopped,
+            "notes": notes,
+        }
+        summary = analyse(complete, task, lines, meta, config, baseline, [s.name for s in scorers])
+        meta["seconds"] = round(time.monotonic() - started, 2)
+        return summary
+
+    def _scorer(self, name: str, backend: Backend) -> Scorer:
+        return build_scorer(name, backend=backend, **dict(self.config.scorer_options.get(name, {})))
+
+    def _baseline(self, lines: Lines) -> str:
+        labels = [x.label for x in (*lines.replayed, *lines.live)]
+        wanted = self.config.baseline
+        if wanted is not None and wanted not in labels:
+            raise ConfigError(f"baseline {wanted!r} is not measured; lines: {', '.join(labels)}")
+        return wanted or next(
+            (x for x in labels if x == "self-consistency"), labels[min(1, len(labels) - 1)]
+        )
+
+
+def analyse(
+    complete: Sequence[QuestionData],
+    task: Any,
+    lines: Lines,
+    meta: dict[str, Any],
+    config: EvalConfig,
+    baseline: str,
+    scorer_names: Sequence[str],
+) -> EvalSummary:
+    """Replay, statistics and (with `config.out`) the report, over the complete questions."""
+    from ponder.eval.report import comparisons, table, tree_name, write_report
+    from ponder.result import Result
+    from ponder.tracehtml import write_trace_html
+
+    if not complete:
+        return EvalSummary(meta, [], [], [], {})
+    n, seed = config.n, config.seed
+    cells = replay(complete, task, lines.replayed, n=n, subset_count=config.subsets, seed=seed)
+    cells, _ = drop_duplicates(cells, lines.replayed)
+    cells.update(live_cells(complete, lines.live))
+    rows = table(cells, seed=seed)
+    paired = comparisons(cells, baseline, seed=seed)
+    verifiers: list[Verifier] = [verifier(complete, task, name, n) for name in scorer_names]
+    paths: dict[str, Path] = {}
+    if config.out is not None:
+        trees: dict[tuple[str, int, str], str] = {}
+        for item in complete:
+            for (label, k), stored in item.live.items():
+                if not stored.data["trace"]["nodes"]:
+                    continue
+                name = tree_name(label, k, item.question.id)
+                write_trace_html(Result.from_dict(stored.data), config.out / name)
+                trees[(label, k, item.question.id)] = name
+        paths = write_report(
+            config.out, meta=meta, rows=rows, paired=paired, verifiers=verifiers,
+            data=complete, task=task, n=n, trees=trees,
+        )  # fmt: skip
+    return EvalSummary(meta, rows, paired, [v.to_dict() for v in verifiers], paths)
+
+
+def _outcome(name: str) -> str:
+    canonical = SCORERS.canonical(name)
+    check_role(SCORERS.get(canonical), process=False)
+    return canonical
+
+
+def _process(name: str) -> str:
+    canonical = SCORERS.canonical(name)
+    check_role(SCORERS.get(canonical), process=True)
+    return canonical
+
+
+def evaluate(config: EvalConfig, backend: Backend) -> EvalSummary:
+    """Run `config` on `backend` (sync); see `Evaluation` for progress callbacks."""
+    return Evaluation(config).run(backend)
