@@ -15,8 +15,8 @@ from ponder.backends.scripted import ScriptedBackend, ScriptedRequest
 from ponder.core import SamplingParams
 from ponder.errors import DataError, ScorerError
 from ponder.eval.bank import RunSpec, SampleBank
-from ponder.eval.datasets import Question, load_dataset
 from ponder.eval.collect import Collector, Plan, QuestionData
+from ponder.eval.datasets import Question, load_dataset
 from ponder.scorers import build_scorer
 from ponder.scorers.base import Attempt, ScoreBatch, Scorer
 from ponder.seeds import sample_seed
@@ -105,9 +105,7 @@ def test_runs_with_other_settings_are_refused_not_mixed(tmp_path: Path) -> None:
         with pytest.raises(DataError, match=r"temperature=0\.8 \(asked 0\.2\).*--new-run"):
             bank.open_run(other)
         with pytest.raises(DataError, match="model scripted \\(asked other-model\\)"):
-            bank.open_run(
-                RunSpec("synthetic", "other-model", TASK.fingerprint(), _spec().sampling)
-            )
+            bank.open_run(RunSpec("synthetic", "other-model", TASK.fingerprint(), _spec().sampling))
         key = bank.open_run(other, keep_others=True)
         assert key != _spec().key and bank.indices(key, QUESTIONS[0].id) == set()
         assert bank.open_run(RunSpec("gsm8k", "x", "t", {})) != key  # another dataset is fine

@@ -17,14 +17,13 @@ from ponder.backends.scripted import ScriptedBackend, ScriptedRequest
 from ponder.core import SamplingParams
 from ponder.errors import ConfigError
 from ponder.eval.bank import RunSpec, Sample, SampleBank
+from ponder.eval.collect import Collector, Plan, QuestionData
 from ponder.eval.datasets import Question, load_dataset
 from ponder.eval.lines import COVERAGE, LineRequest, Lines, build_lines
 from ponder.eval.replay import drop_duplicates, live_cells, replay
 from ponder.eval.verifiers import verifier
-from ponder.eval.collect import Collector, Plan, QuestionData
 from ponder.result import Result
 from ponder.scorers import build_scorer
-from ponder.scorers.base import Attempt, ScoreBatch, Scorer
 from ponder.tasks import get_task
 from ponder.usage import Usage
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import ponder
-from tests.support.strategies import make as make_strategy
 from ponder.backends.scripted import ScriptedBackend
 from ponder.core import SamplingParams
 from ponder.errors import BudgetError, ConfigError, UnknownNameError, UnsupportedError
@@ -21,6 +20,7 @@ from ponder.strategies.spec import StrategySpec
 from ponder.tasks import get_task
 from ponder.usage import Usage
 from tests.support.recording import Recording
+from tests.support.strategies import make as make_strategy
 
 SAMPLE_STRATEGIES = [n for n, c in STRATEGIES.items() if issubclass(c, SampleStrategy)]
 

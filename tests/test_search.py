@@ -24,7 +24,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.strategies import make as make_strategy
 from ponder.backends import Backend
 from ponder.backends.scripted import ReplyRule, ScriptedRequest
 from ponder.core import SamplingParams
@@ -32,11 +31,12 @@ from ponder.errors import BudgetError, ConfigError, ScorerError
 from ponder.result import Result
 from ponder.scorers import Attempt, ScoreBatch, Scorer, build_scorer
 from ponder.strategies import STRATEGIES, Kind
-from ponder.strategies.steps import Delimiter
 from ponder.strategies.particle_filtering import resampling_weights
+from ponder.strategies.steps import Delimiter
 from ponder.tracehtml import render_tree
 from ponder.usage import Usage
 from tests.support.recording import Recording
+from tests.support.strategies import make as make_strategy
 
 STEP_LEVEL = sorted(name for name, cls in STRATEGIES.items() if cls.kind is Kind.STEP)
 STATUSES = {"kept", "pruned", "finished", "dropped", "cut"}
@@ -88,8 +88,7 @@ class KnowsTheWay(Scorer):
                 raise RuntimeError("scorer broke")
             scores.append(math.nan if self.nan_on and self.nan_on in last else self.judge(last))
         usages = tuple(
-            Usage(prompt_tokens=len(a.text.split()), completion_tokens=1, calls=1)
-            for a in attempts
+            Usage(prompt_tokens=len(a.text.split()), completion_tokens=1, calls=1) for a in attempts
         )
         self.spent += usages
         return ScoreBatch(tuple(scores), usages)

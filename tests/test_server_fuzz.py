@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from ponder.backends.scripted import ScriptedBackend, ScriptedRequest
 from ponder.server.app import ServerSettings, create_app
-from ponder.strategies.spec import strategy_options
 from ponder.strategies import STRATEGIES
+from ponder.strategies.spec import strategy_options
 
 SENT: list[int] = []
 """Statuses of every fuzzed request (printed with -s at the end of the module)."""

@@ -168,8 +168,10 @@ def test_errors_reach_the_client_as_openai_exceptions(client: openai.OpenAI) -> 
     cases = [
         ({"model": "nope@3/m"}, "unknown strategy"),
         ({"model": "m", "n": 1000}, "limit"),
-        ({"model": "best-of-n@2/m", "extra_body": {"ponder": {"scorer": "oracle"}}},
-         "evaluation only"),
+        (
+            {"model": "best-of-n@2/m", "extra_body": {"ponder": {"scorer": "oracle"}}},
+            "evaluation only",
+        ),
         ({"model": "self-consistency@2/m", "n": 2}, "one answer"),
         ({"model": "m", "extra_body": {"ponder": {"trace": True}}}, "needs a strategy"),
         ({"model": "m", "extra_body": {"tools": [{"type": "function"}]}}, "tool calling"),

@@ -256,8 +256,10 @@ class WideSearch(StepSearch):
         super().__post_init__()
         if not isinstance(self.beam_width, int) or self.beam_width < 1:
             raise ConfigError(f"beam_width must be a positive integer, got {self.beam_width!r}")
-        if self.needs_width and self.budget.samples is not None and (
-            self.beam_width > self.budget.samples
+        if (
+            self.needs_width
+            and self.budget.samples is not None
+            and (self.beam_width > self.budget.samples)
         ):
             raise BudgetError(
                 f"{self.name} with beam width {self.beam_width} needs at least "
