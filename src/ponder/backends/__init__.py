@@ -4,7 +4,7 @@
 The values they exchange (prompts, sampling parameters, completions) live in `ponder.core`.
 """
 
-from ponder.backends.base import Backend, Capabilities
-from ponder.backends.registry import BACKENDS, BackendSpec, load_backend
+from ponder.backends.base import Backend, BackendSpec, Capabilities
+from ponder.backends.registry import BACKENDS, load_backend
 
 __all__ = ["BACKENDS", "Backend", "BackendSpec", "Capabilities", "load_backend"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from ponder.core import (
     MAX_TOP_LOGPROBS,
@@ -34,9 +34,6 @@ from ponder.core import (
 )
 from ponder.errors import ConfigError
 
-if TYPE_CHECKING:
-    from ponder.backends.registry import BackendSpec
-
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
@@ -48,6 +45,24 @@ class Capabilities:
     """Shared prefixes are decoded once (KV reuse)."""
     max_n: int = 64
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSpec:
+    """Options common to the backends; each reads what it needs and ignores None."""
+
+    model: str | None = None
+    """Embedded: a model name or a .gguf path. HTTP: the server's model name.
+    Scripted: a JSON file of replies."""
+    base_url: str | None = None
+    api_key: str | None = None
+    timeout: float | None = None
+    """Seconds per request (HTTP backends)."""
+    max_concurrency: int | None = None
+    parameters: int | None = None
+    """Parameter count for the FLOPs estimate, when the backend cannot read it."""
+    context: int | None = None
+    """Context window in tokens (embedded)."""
 
 
 def check_n(n: int, max_n: int) -> None:

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ponder.backends._llama import EngineStats, LlamaEngine, SeqOutput
-from ponder.backends.base import Backend, Capabilities, check_n
+from ponder.backends.base import Backend, BackendSpec, Capabilities, check_n
 from ponder.backends.models import DEFAULT_MODEL, resolve
-from ponder.backends.registry import BACKENDS, BackendSpec
+from ponder.backends.registry import BACKENDS
 from ponder.core import (
     Completion,
     Generation,

@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 
-from ponder.backends.base import Backend, Capabilities, check_n
-from ponder.backends.registry import BACKENDS, BackendSpec
+from ponder.backends.base import Backend, BackendSpec, Capabilities, check_n
+from ponder.backends.registry import BACKENDS
 from ponder.core import (
     Completion,
     Generation,

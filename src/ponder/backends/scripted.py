@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ponder.backends.base import Backend, Capabilities, check_n
-from ponder.backends.registry import BACKENDS, BackendSpec
+from ponder.backends.base import Backend, BackendSpec, Capabilities, check_n
+from ponder.backends.registry import BACKENDS
 from ponder.core import (
     Completion,
     Generation,
