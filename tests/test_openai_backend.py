@@ -165,3 +165,19 @@ def test_bad_configuration() -> None:
         load_backend("openai", model="m")
     with pytest.raises(ConfigError, match="http"):
         OpenAIBackend("localhost:8000", "m")
+
+
+def test_every_prefix_and_sample_gets_its_own_seed(fake: FakeOpenAI) -> None:
+    """A server that honours seeds (vLLM) would give resampled copies of one particle the same
+    continuation if every prefix of a call were sent the same seed."""
+    backend = OpenAIBackend(fake.base_url, "m")
+    params = SamplingParams(max_tokens=8, seed=100)
+    backend.continue_("q", ["a", "a", "b"], params, n=2)
+    seeds = sorted(body["seed"] for body in fake.requests)
+    assert seeds == [100, 102, 104]  # one request of n = 2 per prefix, seed + j * n
+    fake.requests.clear()
+    fake.reject_n = True
+    backend = OpenAIBackend(fake.base_url, "m")
+    backend.continue_("q", ["a", "a"], params, n=2)
+    sent = sorted(body["seed"] for body in fake.requests if body.get("n", 1) == 1)
+    assert sent == [100, 101, 102, 103]  # parallel single requests: seed + j * n + i

@@ -542,3 +542,65 @@ def test_each_search_runs_on_the_embedded_model(embedded_backend: Backend, name:
     assert max(n.depth for n in result.trace.nodes) == 2 or all(
         c.finish_reason == "stop" for c in result.candidates
     )
+
+
+def _two_answers(request: ScriptedRequest) -> str:
+    """A wrong calculation sampled first, a right one second; both close with a claim-free
+    "The answer is ..." step."""
+    if request.prefix:
+        return f"The answer is {request.prefix.split('= ')[1].split('.')[0]}."
+    return "3 + 4 = 8.\n\n" if request.index == 0 else "3 + 4 = 7.\n\n"
+
+
+@pytest.mark.parametrize("name", ["beam-search", "dvts", "a-star", "particle-filtering"])
+def test_a_closing_step_without_claims_keeps_the_evidence_of_its_path(name: str) -> None:
+    """With the arithmetic checker, the closing "The answer is N." step has nothing to check.
+    It used to score 0.5 on every path (aggregate=last), so the searches picked the final
+    answer by node order (the wrong path, sampled first); now it adds no evidence."""
+    backend = Recording(_two_answers)
+    width = {"beam_width": 2} if "beam_width" in STRATEGIES.get(name).__dataclass_fields__ else {}
+    plan = plan_for(name, backend, "arithmetic", n=2, **width)
+    assert plan.aggregation == "min"  # a step-local scorer aggregates over the path
+    result = plan.run("What is 3 + 4?", backend)
+    assert result.answer == "7", result.trace.decision
+    finished = [n for n in result.trace.nodes if n.status == "finished"]
+    assert {n.score for n in finished if "7" in n.step} == {1.0}
+    assert all(n.score == 0.0 for n in finished if "8" in n.step)
+
+
+def test_prefix_judging_scorers_aggregate_by_last() -> None:
+    plan = make_strategy("beam-search", backend=Recording(world()), scorer="prm-http",
+                         scorer_options={"url": "http://127.0.0.1:9/prm"})  # fmt: skip
+    assert plan.aggregation == "last"
+    assert plan.params()["aggregate"] == "last"
+
+
+def _three_paths(request: ScriptedRequest) -> str:
+    return ["The answer is 5.", "The answer is 6.", "The answer is 6."][request.index]
+
+
+def test_weighted_best_of_n_sums_the_scores_of_equal_answers() -> None:
+    scores = {"The answer is 5.": 0.6, "The answer is 6.": 0.45}
+    judge = KnowsTheWay(judge=lambda step: scores[step.strip()])
+    weighted = plan_for("beam-search", Recording(_three_paths), judge, n=3, beam_width=3)
+    assert weighted.final == "weighted"  # what Snell et al. and search-and-learn report
+    result = weighted.run("q", Recording(_three_paths))
+    assert result.answer == "6" and "weighted best-of-3" in result.trace.decision
+    assert result.trace.votes[0].weight == pytest.approx(0.9)
+    best = plan_for("beam-search", Recording(_three_paths), judge, n=3, beam_width=3,
+                    final="best")  # fmt: skip
+    assert best.run("q", Recording(_three_paths)).answer == "5"
+
+
+def test_a_star_with_prod_counts_the_path_cost_once() -> None:
+    from ponder.strategies.steps import Branch
+
+    root = Branch(0, None, "")
+    path = Branch(1, root, "x\n\n", probs=(0.5, 0.25), score=0.125)
+    prod = make_strategy("a-star", backend=Recording(world()), scorer="arithmetic",
+                         aggregate="prod")  # fmt: skip
+    g = -math.log(0.5) - math.log(0.25)
+    assert prod.priority(path) == pytest.approx(g)  # not g + (-log(0.125)) = 2g
+    last = make_strategy("a-star", backend=Recording(world()), scorer="arithmetic",
+                         aggregate="last")  # fmt: skip
+    assert last.priority(path) == pytest.approx(g - math.log(0.125))

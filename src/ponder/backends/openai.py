@@ -3,6 +3,9 @@
 * Chat prompts go to `/chat/completions`, raw text to `/completions`.
 * `n` samples: one request with `n` when the server honours it; a server that rejects `n`
   or returns fewer choices is remembered and gets `n` parallel requests (seed + i each).
+* Seeds: prefix j of a multi-prefix call is sent with seed + j * n (and its parallel
+  requests with seed + j * n + i), so on a server that honours seeds (vLLM) copies of one
+  partial solution still grow apart.
 * Continuations: raw-text prompts are exact (`/completions` on prompt + prefix). Chat
   prompts send the prefix as a final assistant message with vLLM's
   `continue_final_message`; servers without it may start a new turn instead.
@@ -18,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import re
@@ -145,8 +149,13 @@ class OpenAIBackend(Backend):
         if isinstance(prefixes, str) or not prefixes:
             raise ConfigError("acontinue needs a non-empty list of prefixes")
         started = time.perf_counter()
+        # prefix j draws its samples from seed + j * n, sample i of it from + i (as the
+        # embedded engine does): resampled copies of one prefix must not repeat each other
         groups = await asyncio.gather(
-            *(self._group(normalized, prefix, params, n, on_tokens) for prefix in prefixes)
+            *(
+                self._group(normalized, prefix, _with_seed(params, j * n), n, on_tokens)
+                for j, prefix in enumerate(prefixes)
+            )
         )
         usage = Usage.total(c.usage for group in groups for c in group)
         calls = sum(getattr(group, "calls", 1) for group in groups)
@@ -226,14 +235,8 @@ class OpenAIBackend(Backend):
                     _report(on_tokens, group)
                     return group
                 self._supports_n = False
-        seed = params.seed
         singles = await asyncio.gather(
-            *(
-                self._request(
-                    prompt, prefix, _with_seed(params, None if seed is None else seed + i), 1
-                )
-                for i in range(n)
-            )
+            *(self._request(prompt, prefix, _with_seed(params, i), 1) for i in range(n))
         )
         group = _Group(c for s in singles for c in s)
         group.calls = sum(s.calls for s in singles)
@@ -367,10 +370,11 @@ class _Group(list[Completion]):
     calls: int = 1
 
 
-def _with_seed(params: SamplingParams, seed: int | None) -> SamplingParams:
-    from dataclasses import replace
-
-    return replace(params, seed=seed)
+def _with_seed(params: SamplingParams, offset: int) -> SamplingParams:
+    """The parameters of the sample `offset` places after the call's first (no seed, none)."""
+    if params.seed is None or not offset:
+        return params
+    return dataclasses.replace(params, seed=params.seed + offset)
 
 
 def _report(on_tokens: TokenCallback | None, group: Sequence[Completion]) -> None:

@@ -461,4 +461,8 @@ class ArithmeticChecker(Scorer):
     process = True
 
     async def ascore(self, attempts: Sequence[Attempt]) -> ScoreBatch:
-        return ScoreBatch(tuple(score_text(a.steps[-1] if a.steps else "") for a in attempts))
+        found = [claims(a.steps[-1] if a.steps else "") for a in attempts]
+        return ScoreBatch(
+            tuple(sum(c) / len(c) if c else NEUTRAL for c in found),
+            informative=tuple(bool(c) for c in found),
+        )

@@ -64,10 +64,18 @@ class ScoreBatch:
     """One score per attempt, in order. NaN marks an attempt the scorer could not judge."""
     usages: tuple[Usage, ...] = ()
     """What judging each attempt cost, in order (empty: nothing, the scorer is free)."""
+    informative: tuple[bool, ...] = ()
+    """Per attempt, whether the scorer found anything to judge in it (empty: all). A step
+    without a calculation gives the arithmetic checker nothing: its score is no evidence."""
 
     def __post_init__(self) -> None:
-        if self.usages and len(self.usages) != len(self.scores):
-            raise ValueError(f"{len(self.usages)} usages for {len(self.scores)} scores")
+        for name in ("usages", "informative"):
+            given = getattr(self, name)
+            if given and len(given) != len(self.scores):
+                raise ValueError(f"{len(given)} {name} for {len(self.scores)} scores")
+
+    def informs(self, i: int) -> bool:
+        return self.informative[i] if self.informative else True
 
     @property
     def usage(self) -> Usage:
@@ -86,6 +94,9 @@ class Scorer(ABC):
     """Can judge a whole answer."""
     process: ClassVar[bool] = False
     """Can judge the last step of a partial answer."""
+    judges_prefix: ClassVar[bool] = False
+    """As a process scorer, judges the whole partial answer (a PRM's P(on track so far)),
+    not only its last step: step search then aggregates its path score by `last`."""
     needs_logprobs: ClassVar[bool] = False
     """Reads the completion's logprobs: the strategy must ask the backend for them."""
     top_logprobs: ClassVar[int] = 0

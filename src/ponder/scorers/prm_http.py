@@ -44,6 +44,7 @@ class PRMHTTP(Scorer):
     score_range = (0.0, 1.0)
     outcome = True
     process = True
+    judges_prefix = True
 
     def __init__(
         self,

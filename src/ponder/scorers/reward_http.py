@@ -37,6 +37,7 @@ class RewardHTTP(Scorer):
     summary = "a reward model behind an HTTP endpoint (vLLM /pooling or /classify shape)"
     score_range = (-math.inf, math.inf)
     process = True
+    judges_prefix = True
 
     def __init__(
         self,

@@ -3,8 +3,10 @@ best-first search over partial solutions, guided by a process scorer, that spend
 only on the most promising path.
 
     f(path) = g(path) + heuristic_weight * h(path)
-        g: the accumulated step cost, sum over its steps of -log(step score)
-        h: the scorer's estimate of the cost still to come, -log(path score)
+        g: the accumulated step cost, sum over its judged steps of -log(step score)
+        h: the scorer's estimate of the cost still to come, -log(path score); with
+           aggregate=prod the path score is exp(-g) itself, the cost so far, so h = 0
+           there (uniform-cost search) rather than counting g twice
     push the M first steps into a priority queue ordered by f
     until N paths finished, the queue is empty or the token budget is spent:
         pop the path with the lowest f; a finished path is a solution
@@ -52,6 +54,8 @@ class AStar(WideSearch):
 
     def priority(self, path: Branch) -> float:
         g = math.fsum(-math.log(max(p, _FLOOR)) for p in path.probs)
+        if self.aggregation == "prod":
+            return g
         h = -math.log(max(path.score, _FLOOR))
         return g + self.heuristic_weight * h
 

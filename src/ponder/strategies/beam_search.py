@@ -6,7 +6,8 @@ Compute Optimally can be More Effective than Scaling Model Parameters", section 
         score the new steps with the process scorer; set the finished paths aside
         keep the N / M unfinished paths with the best path scores, prune the rest
         extend each kept path with M next steps                 (one batched call)
-    answer with the finished path of best path score
+    answer by weighted best-of-N over the finished paths: the answer whose paths' scores
+    sum highest (Snell et al.'s final selection; `final="best"`: the best single path)
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from ponder.backends.base import Backend
 from ponder.core import TokenCallback
 from ponder.result import Result
 from ponder.strategies.base import STRATEGIES
-from ponder.strategies.steps import Branch, WideSearch, best_first
+from ponder.strategies.steps import Branch, Final, WideSearch, best_first
 
 
 @STRATEGIES.register("beam-search", aliases=("beam",))
 @dataclass(frozen=True, kw_only=True)
 class BeamSearch(WideSearch):
     summary = "N beams, keep the top N/M by process score, expand each M ways (Snell et al. 2024)"
+
+    final: Final = "weighted"
 
     async def arun(
         self, question: str, backend: Backend, *, on_tokens: TokenCallback | None = None

@@ -7,7 +7,8 @@ subtrees and searches each greedily with the verifier.
     repeat until every subtree finished or the token budget is spent:
         extend the path of every unfinished subtree with M next steps   (one batched call)
         in each subtree keep the new step with the best path score, prune the others
-    answer with the finished path of best path score among the subtrees
+    answer by weighted best-of-N over the subtrees' finished paths (the answer whose paths'
+    scores sum highest, as search-and-learn reports; `final="best"`: the best single path)
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from ponder.backends.base import Backend
 from ponder.core import TokenCallback
 from ponder.result import Result
 from ponder.strategies.base import STRATEGIES
-from ponder.strategies.steps import Branch, Search, WideSearch, best_first
+from ponder.strategies.steps import Branch, Final, Search, WideSearch, best_first
 
 
 @STRATEGIES.register("dvts")
 @dataclass(frozen=True, kw_only=True)
 class DVTS(WideSearch):
     summary = "N/M independent subtrees, each greedy by process score (Beeching et al. 2024)"
+
+    final: Final = "weighted"
 
     async def arun(
         self, question: str, backend: Backend, *, on_tokens: TokenCallback | None = None

@@ -21,7 +21,18 @@ that is down should say so, not answer at random).
 **Path scores.** Step scores are put on one [0, 1] scale (the scorer's `probability`:
 log-probabilities exponentiated, unbounded scores through a logistic) and aggregated along
 the path as the papers do: `last` (the PRM's value of the prefix, Snell et al.), `min`,
-`prod` or `mean`.
+`prod` or `mean`. The default depends on what the scorer judges: `last` for scorers that
+judge the whole prefix (`judges_prefix`: a PRM's P(on track so far)), `min` for step-local
+ones (the arithmetic checker, self-eval of the last step, a step's mean logprob), which
+would otherwise forget every step but the last. A step in which a scorer finds nothing to
+judge (the arithmetic checker on a step without a calculation, such as the closing "The
+answer is 8.") adds no evidence: the path keeps its parent's score. A path with no evidence
+at all scores 0.5.
+
+**The answer.** Among the finished paths, `final="best"` takes the path of best path score;
+`final="weighted"` (the weighted best-of-N that Snell et al. and search-and-learn report,
+the default of beam search and DVTS) sums the path scores of paths with equivalent answers
+and takes the heaviest answer.
 
 **Usage.** Every node carries what it cost: its completion (the backend charges a group's
 prompt, i.e. the part of the parent not already in the KV cache, to the group's first
@@ -42,20 +53,24 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from ponder.backends.base import Backend
 from ponder.core import Completion, SamplingParams, TokenCallback
 from ponder.errors import BudgetError, ConfigError, PonderError, ScorerError
-from ponder.result import Candidate, Node, NodeStatus, Result
+from ponder.result import Candidate, Node, NodeStatus, Result, Vote
 from ponder.scorers.base import Attempt
 from ponder.strategies.base import Kind, Run, Selection, Strategy, vote_table
 from ponder.usage import Usage
 
 Aggregate = Literal["last", "min", "prod", "mean"]
 AGGREGATES = ("last", "min", "prod", "mean")
+Final = Literal["best", "weighted"]
+FINALS = ("best", "weighted")
+NO_EVIDENCE = 0.5
+"""The score of a path none of whose steps the scorer could find anything to judge in."""
 DEFAULT_SAMPLES = 8
 """N when the budget gives only tokens."""
 
@@ -122,7 +137,7 @@ class Branch:
     step_score: float | None = None
     """The scorer's raw score of this step."""
     probs: tuple[float, ...] = ()
-    """The path's step scores on the [0, 1] scale, root to here."""
+    """The path's informative step scores on the [0, 1] scale, root to here."""
     score: float = math.nan
     """The aggregated path score the search ranks by."""
     notes: list[str] = field(default_factory=list)
@@ -177,7 +192,9 @@ class StepSearch(Strategy):
     step_delimiter: str = "\n\n"
     max_step_tokens: int = 192
     max_steps: int = 10
-    aggregate: Aggregate = "last"
+    aggregate: Aggregate | None = None
+    """None: `last` for scorers that judge the whole prefix, else `min`."""
+    final: Final = "best"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -186,10 +203,12 @@ class StepSearch(Strategy):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.aggregate not in AGGREGATES:
+        if self.aggregate is not None and self.aggregate not in AGGREGATES:
             raise ConfigError(
                 f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}"
             )
+        if self.final not in FINALS:
+            raise ConfigError(f"final must be one of {', '.join(FINALS)}, got {self.final!r}")
         extra = len(self.delimiter.stops) + len(self.sampling.stop)
         if extra > 16:
             raise ConfigError("too many stop strings: the step delimiter and sampling.stop")
@@ -232,16 +251,27 @@ class StepSearch(Strategy):
             )
         return Search(self, self.begin(question, backend, on_tokens))
 
+    @property
+    def aggregation(self) -> Aggregate:
+        """The aggregate in use: the one asked for, else the scorer's natural one."""
+        if self.aggregate is not None:
+            return self.aggregate
+        return "last" if self.scorer is not None and self.scorer.judges_prefix else "min"
+
     def path_score(self, probs: Sequence[float]) -> float:
         if not probs:
-            return math.nan
-        if self.aggregate == "last":
+            return NO_EVIDENCE
+        how = self.aggregation
+        if how == "last":
             return probs[-1]
-        if self.aggregate == "min":
+        if how == "min":
             return min(probs)
-        if self.aggregate == "prod":
+        if how == "prod":
             return math.prod(probs)
         return math.fsum(probs) / len(probs)
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "aggregate": self.aggregation}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -358,7 +388,7 @@ class Search:
         judged = list(first.values())
         outcomes = await asyncio.gather(*(self._score(c) for c in judged), return_exceptions=True)
         for outcome in outcomes:
-            if not isinstance(outcome, Exception | float):
+            if not isinstance(outcome, Exception | tuple):
                 raise outcome  # cancellation and the like end the run
         failures = [o for o in outcomes if isinstance(o, Exception)]
         if failures and len(failures) == len(outcomes) and not self.scored:
@@ -380,23 +410,30 @@ class Search:
                 self._drop(child, f"dropped: the scorer raised {reason}")
                 self.raised.append(reason)
                 continue
-            if math.isnan(outcome):
+            score, informative = outcome
+            if math.isnan(score):
                 self._drop(child, "dropped: the scorer gave no score (NaN)")
                 self.nans += 1
                 continue
             if source is child:
                 self.scored += 1
-            child.step_score = outcome
-            child.probs = (*child.parent.probs, self.scorer.probability(outcome))  # type: ignore[union-attr]
+            child.step_score = score
+            assert child.parent is not None
+            child.probs = child.parent.probs
+            if informative:
+                child.probs = (*child.probs, self.scorer.probability(score))
+            else:
+                child.notes.append("nothing to judge in this step: the path keeps its score")
             child.score = self.plan.path_score(child.probs)
 
-    async def _score(self, child: Branch) -> float:
+    async def _score(self, child: Branch) -> tuple[float, bool]:
+        """The step's score, and whether the scorer found anything to judge in it."""
         attempt = Attempt(self.question, child.steps(), child.completion, self.prompt)
         batch = await self.run.judge(self.scorer, [attempt])
         if len(batch.scores) != 1:
             raise ScorerError(f"scorer returned {len(batch.scores)} scores for 1 attempt")
         child.usage += batch.usage
-        return float(batch.scores[0])
+        return float(batch.scores[0]), batch.informs(0)
 
     def _drop(self, child: Branch, why: str) -> None:
         child.status = "dropped"
@@ -421,19 +458,23 @@ class Search:
         plan = self.plan
         done = unique(finished)
         pool = done or best_first(unique(unfinished))
-        chosen = best_first(pool)[0] if pool else None
-        self._close(chosen, partial=not done)
         candidates = [self._candidate(b) for b in pool]
         labels = plan.task.cluster([c.answer for c in candidates])
         candidates = [
             dataclasses.replace(c, cluster=k) for c, k in zip(candidates, labels, strict=True)
         ]
+        weighted = plan.final == "weighted" and bool(done)
+        votes = vote_table(candidates, [b.score for b in pool] if weighted else None)
+        chosen = best_first(pool)[0] if pool else None
+        if weighted and votes:
+            chosen = best_first(pool[i] for i in votes[0].members)[0]
+        self._close(chosen, partial=not done)
         index = pool.index(chosen) if chosen is not None else None
         selection = Selection(
             index,
             candidates[index].answer if index is not None else None,
-            self._decision(chosen, len(pool), partial=not done),
-            vote_table(candidates),
+            self._decision(chosen, len(pool), partial=not done, votes=votes if weighted else ()),
+            votes,
         )
         return self.run.result(
             candidates,
@@ -473,13 +514,22 @@ class Search:
         if partial and chosen is not None:
             self.note("no path finished: answered with the best partial path")
 
-    def _decision(self, chosen: Branch | None, count: int, *, partial: bool) -> str:
+    def _decision(
+        self, chosen: Branch | None, count: int, *, partial: bool, votes: Sequence[Vote] = ()
+    ) -> str:
         plan = self.plan
         if chosen is None:
             return f"{plan.name}: no path could be scored"
+        if votes:
+            top = votes[0]
+            return (
+                f"{plan.name}: weighted best-of-{count}: answer {top.answer} with path scores "
+                f"summing to {top.weight:.3f} over {top.count} finished path(s) "
+                f"({plan.aggregation} path score, {self.scorer.name})"
+            )
         kind = "partial" if partial else "finished"
         return (
-            f"{plan.name}: the {kind} path with the highest {plan.aggregate} path score "
+            f"{plan.name}: the {kind} path with the highest {plan.aggregation} path score "
             f"({chosen.score:.3f}, {self.scorer.name}) among {count}"
         )
 
