@@ -91,6 +91,8 @@ def test_evaluation_runs_as_a_library(tmp_path: Path) -> None:
     lines = {(r["strategy"], r["k"]) for r in summary.rows}
     assert lines == {("pass@k", 1), ("pass@k", 2), ("self-consistency", 1), ("self-consistency", 2)}
     assert summary.meta["complete_questions"] == 2 and summary.meta["generated_samples"] == 4
+    assert summary.meta["question_ids"] == [q.id for q in evaluation.dataset.questions]
+    assert summary.meta["questions_chosen"].startswith("2 generated")
     again = Evaluation(config).run(ScriptedBackend(_by_seed))
     assert again.meta["generated_samples"] == 0 and again.rows == summary.rows
 

@@ -77,6 +77,31 @@ def test_missing_and_unknown_datasets_and_bad_rows(tmp_path: Path) -> None:
         load_dataset(str(binary))
 
 
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "true", "false", '"  "', "null"])
+def test_a_gold_answer_must_be_a_finite_number_or_text(tmp_path: Path, bad: str) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(f'{{"question": "q", "answer": {bad}}}\n')
+    with pytest.raises(DataError, match="finite number or non-empty text"):
+        load_dataset(str(rows))
+
+
+def test_a_seeded_random_sample_of_questions() -> None:
+    first = load_dataset("gsm8k", limit=5)
+    assert first.selection == "the first 5" and first.questions[0].id == "gsm8k-1"
+    picked = load_dataset("gsm8k", sample=20, seed=3)
+    again = load_dataset("gsm8k", sample=20, seed=3)
+    other = load_dataset("gsm8k", sample=20, seed=4)
+    ids = [q.id for q in picked.questions]
+    assert ids == [q.id for q in again.questions] != [q.id for q in other.questions]
+    assert len(set(ids)) == 20 and picked.selection == "20 at random (data seed 3)"
+    numbers = [int(i.split("-")[1]) for i in ids]
+    assert numbers == sorted(numbers) and numbers[-1] > 100  # file order, spread over the file
+    with pytest.raises(DataError, match="not both"):
+        load_dataset("gsm8k", sample=3, limit=3)
+    with pytest.raises(DataError, match="use --limit"):
+        load_dataset("synthetic", sample=3)
+
+
 def _evaluate(expression: str) -> Fraction:
     """An independent check of a worked line: numbers, fractions, + - x / left to right,
     with x and / binding tighter."""

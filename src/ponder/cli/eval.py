@@ -56,7 +56,13 @@ def eval_(
     dataset: Annotated[
         str, typer.Option("--dataset", "-d", help=f"{', '.join(DATASETS)}, or a JSONL file.")
     ] = "gsm8k",
-    limit: Annotated[int | None, typer.Option(help="Use this many questions.", min=1)] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Use the first LIMIT questions (after --offset).", min=1)
+    ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(help="Use SAMPLE questions at random (seeded by --data-seed).", min=1),
+    ] = None,
     offset: Annotated[int, typer.Option(help="Skip this many questions first.", min=0)] = 0,
     n: Annotated[
         int, typer.Option("-n", help="Samples per question: the largest budget k.", min=1)
@@ -113,7 +119,9 @@ def eval_(
     ] = OnBadLine.stop,
     steps: Annotated[int, typer.Option(help="Synthetic: operations per question.", min=1)] = 3,
     max_number: Annotated[int, typer.Option(help="Synthetic: size of the numbers.", min=4)] = 100,
-    data_seed: Annotated[int, typer.Option(help="Synthetic: which questions.")] = 0,
+    data_seed: Annotated[
+        int, typer.Option(help="Which questions --sample picks (synthetic: which are made).")
+    ] = 0,
     max_tokens: Annotated[int, typer.Option(help="Tokens per sample.", min=1)] = 512,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.", min=0.0)] = 0.8,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 1.0,
@@ -163,7 +171,7 @@ def eval_(
     options.update({k: v for k, v in flags.items() if v is not None})
     scorer_options = _reward_options(reward_url, [*(scorer or ()), *(process_scorer or ())])
     config = EvalConfig(
-        dataset=dataset, limit=limit, offset=offset, question_field=question_field,
+        dataset=dataset, limit=limit, sample=sample, offset=offset, question_field=question_field,
         answer_field=answer_field, on_bad_line=on_bad_line, steps=steps,
         max_number=max_number, data_seed=data_seed, n=n, strategies=strategy or None,
         scorers=scorer or None, process_scorers=process_scorer or None,

@@ -46,6 +46,9 @@ class EvalConfig:
     dataset: str = "gsm8k"
     """A shipped dataset, `synthetic`, or a JSONL path."""
     limit: int | None = None
+    """The first `limit` questions (after `offset`)..."""
+    sample: int | None = None
+    """...or `sample` of them at random, seeded by `data_seed`."""
     offset: int = 0
     question_field: str | None = None
     answer_field: str | None = None
@@ -134,7 +137,7 @@ class Evaluation:
             config.dataset, limit=config.limit, offset=config.offset,
             question_field=config.question_field, answer_field=config.answer_field,
             on_bad_line=config.on_bad_line, seed=config.data_seed, steps=config.steps,
-            max_number=config.max_number,
+            max_number=config.max_number, sample=config.sample,
         )  # fmt: skip
         self.scorer_names = [_outcome(x) for x in config.scorers or ()]
         self.process_names = [_process(x) for x in config.process_scorers or ()]
@@ -215,6 +218,8 @@ class Evaluation:
         meta: dict[str, Any] = {
             "command": config.command,
             "dataset": self.dataset.name,
+            "questions_chosen": self.dataset.selection,
+            "question_ids": [q.id for q in self.dataset.questions],
             "questions": len(data),
             "complete_questions": len(complete),
             "n": config.n,

@@ -17,11 +17,13 @@ import enum
 import gzip
 import importlib.resources
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ponder import seeds
 from ponder.errors import DataError, UnknownNameError
 from ponder.eval.generator import generate
 from ponder.eval.question import Question
@@ -61,6 +63,8 @@ class Dataset:
     questions: tuple[Question, ...]
     skipped: tuple[str, ...] = ()
     """`file:line: why` of each malformed line skipped (`--on-bad-line skip`)."""
+    selection: str = "all"
+    """Which questions, in words ("the first 50", "50 at random (data seed 3)")."""
 
 
 def load_dataset(
@@ -74,25 +78,36 @@ def load_dataset(
     seed: int = 0,
     steps: int = 3,
     max_number: int = 100,
+    sample: int | None = None,
 ) -> Dataset:
-    """The questions of a named dataset or of a JSONL path, `offset` and `limit` applied."""
-    if limit is not None and limit < 1:
-        raise DataError(f"--limit must be at least 1, got {limit}")
+    """The questions of a named dataset or of a JSONL path: `offset` skipped, then the first
+    `limit`, or `sample` of them at random (seeded by `seed`, kept in file order)."""
+    for flag, value in (("--limit", limit), ("--sample", sample)):
+        if value is not None and (isinstance(value, bool) or value < 1):
+            raise DataError(f"{flag} must be at least 1, got {value}")
+    if limit is not None and sample is not None:
+        raise DataError("give --limit (the first N questions) or --sample (N at random), not both")
     if offset < 0:
         raise DataError(f"--offset must be >= 0, got {offset}")
     if dataset == SYNTHETIC:
+        if sample is not None:
+            raise DataError("synthetic questions are fresh already: use --limit, not --sample")
         count = limit if limit is not None else SYNTHETIC_DEFAULT_COUNT
         questions = tuple(
             generate(seed, offset + i, steps=steps, max_number=max_number) for i in range(count)
         )
-        return Dataset(f"{SYNTHETIC}-{steps}x{max_number}-seed{seed}", questions)
+        return Dataset(
+            f"{SYNTHETIC}-{steps}x{max_number}-seed{seed}", questions,
+            selection=f"{count} generated from index {offset} (data seed {seed})",
+        )  # fmt: skip
+    pick = Pick(offset, limit, sample, seed)
     if dataset in SHIPPED:
         spec = SHIPPED[dataset]
         resource = importlib.resources.files("ponder") / "data" / spec.file
         with resource.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
             rows, skipped = _read(lines, spec.file, on_bad_line)
         fields = (question_field or spec.question, answer_field or spec.answer)
-        return _select(dataset, rows, skipped, fields, spec.solution, spec.hashes, offset, limit)
+        return _select(dataset, rows, skipped, fields, spec.solution, spec.hashes, pick)
     path = Path(dataset)
     if not path.exists():
         if path.suffix or "/" in dataset:
@@ -110,7 +125,32 @@ def load_dataset(
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text ({exc}); give a JSONL file") from None
     fields = (question_field or "question", answer_field or "answer")
-    return _select(path.name, rows, skipped, fields, None, False, offset, limit)
+    return _select(path.name, rows, skipped, fields, None, False, pick)
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """Which rows: skip `offset`, then the first `limit` or `sample` at random."""
+
+    offset: int = 0
+    limit: int | None = None
+    sample: int | None = None
+    seed: int = 0
+
+    def rows(self, name: str, rows: list[Any]) -> tuple[list[Any], str]:
+        after = rows[self.offset :]
+        if not after:
+            raise DataError(
+                f"dataset {name} has {len(rows)} questions; --offset {self.offset} skips all"
+            )
+        start = f" after the first {self.offset}" if self.offset else ""
+        if self.sample is not None:
+            count = min(self.sample, len(after))
+            chosen = sorted(seeds.rng(self.seed, "sample", name).choice(len(after), count, False))
+            return [after[i] for i in chosen], (f"{count} at random{start} (data seed {self.seed})")
+        if self.limit is not None:
+            return after[: self.limit], f"the first {min(self.limit, len(after))}{start}"
+        return after, f"all {len(after)}{start}"
 
 
 def _select(
@@ -120,14 +160,11 @@ def _select(
     fields: tuple[str, str],
     solution_field: str | None,
     hashes: bool,
-    offset: int,
-    limit: int | None,
+    pick: Pick,
 ) -> Dataset:
     if not rows:
         raise DataError(f"dataset {name} has no questions (every line is empty or was skipped)")
-    chosen = rows[offset : None if limit is None else offset + limit]
-    if not chosen:
-        raise DataError(f"dataset {name} has {len(rows)} questions; --offset {offset} skips all")
+    chosen, selection = pick.rows(name, rows)
     questions = []
     seen: dict[str, int] = {}
     for line, row in chosen:
@@ -140,8 +177,16 @@ def _select(
         text, answer = row[fields[0]], row[fields[1]]
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{name}:{line}: the question ({fields[0]!r}) must be non-empty text")
-        if answer is None or isinstance(answer, (dict, list)):
-            raise DataError(f"{name}:{line}: the answer ({fields[1]!r}) must be a number or text")
+        if (
+            answer is None
+            or isinstance(answer, (dict, list, bool))
+            or (isinstance(answer, float) and not math.isfinite(answer))
+            or (isinstance(answer, str) and not answer.strip())
+        ):
+            raise DataError(
+                f"{name}:{line}: the answer ({fields[1]!r}) must be a finite number or "
+                f"non-empty text, got {json.dumps(answer)}"
+            )
         answer = str(answer)
         solution = str(row.get(solution_field, "")) if solution_field else ""
         if hashes or "####" in answer:
@@ -153,7 +198,7 @@ def _select(
             )
         seen[ident] = line
         questions.append(Question(ident, text, answer, solution))
-    return Dataset(name, tuple(questions), tuple(skipped))
+    return Dataset(name, tuple(questions), tuple(skipped), selection)
 
 
 def _read(
