@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -117,6 +120,30 @@ def test_a_changed_question_is_refused(tmp_path: Path) -> None:
         changed = Question(QUESTIONS[0].id, QUESTIONS[0].question + " Twice?", "0")
         with pytest.raises(DataError, match="has changed since its samples were stored"):
             _collect(bank, ScriptedBackend(_by_seed), 1, questions=[changed])
+
+
+def test_every_name_of_a_bank_shares_its_lock(tmp_path: Path) -> None:
+    """A hard link or a symbolic link is the same database: a second run through it would
+    write it at the same time (with its own WAL file) and corrupt it."""
+    path = tmp_path / "bank.sqlite"
+    SampleBank(path).close()
+    hard, soft = tmp_path / "hard.sqlite", tmp_path / "soft.sqlite"
+    os.link(path, hard)
+    soft.symlink_to(path)
+    with SampleBank(path):
+        for alias in (hard, soft):
+            with pytest.raises(DataError, match="in use by another run"):
+                SampleBank(alias)
+    with SampleBank(hard), pytest.raises(DataError, match="in use by another run"):
+        SampleBank(path)
+    child = subprocess.run(
+        [sys.executable, "-c", "from ponder.eval.bank import SampleBank; "
+         f"SampleBank({str(hard)!r}).close()"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr  # unlocked again once closed
+    with SampleBank(path), sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_locked_corrupt_and_foreign_files_are_refused_and_left_untouched(tmp_path: Path) -> None:

@@ -9,9 +9,11 @@ loaded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.resources
 import importlib.util
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -131,7 +133,11 @@ def is_built(spec: ModelSpec, directory: Path | None = None) -> bool:
 
 
 def resolve(name_or_path: str, directory: Path | None = None) -> tuple[Path, str]:
-    """The GGUF path and model id for a catalog name or a path to a .gguf file."""
+    """The GGUF path and model id for a catalog name or a path to a .gguf file.
+
+    A catalog model's id names it (its content is checked against a SHA-256 when it is
+    built); a file's id is its stem plus the start of its content's SHA-256, so two files
+    called model.gguf never share a run in a sample bank."""
     candidate = Path(name_or_path).expanduser()
     if name_or_path.endswith(".gguf") or candidate.is_file():
         if not candidate.is_file():
@@ -139,9 +145,38 @@ def resolve(name_or_path: str, directory: Path | None = None) -> tuple[Path, str
         with candidate.open("rb") as fh:
             if fh.read(4) != b"GGUF":
                 raise ModelError(f"{candidate} is not a GGUF file (bad magic); give a .gguf model")
-        return candidate, candidate.stem
+        return candidate, f"{candidate.stem}:{fingerprint(candidate)}"
     spec = find_spec(name_or_path)
     return build(spec, directory), spec.model_id
+
+
+def fingerprint(path: Path) -> str:
+    """The first 12 hex digits of the SHA-256 of a file's content, computed once per file
+    version (its size, modification time and inode) and cached in the cache directory."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}"
+    store = cache_dir() / "fingerprints.json"
+    try:
+        known = json.loads(store.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    if key in known:
+        return str(known[key])
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 22):
+            digest.update(block)
+    value = digest.hexdigest()[:12]
+    known[key] = value
+    with contextlib.suppress(OSError):  # a read-only cache only costs the hash next time
+        store.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".fingerprints.", dir=store.parent)
+        with os.fdopen(fd, "w") as out:
+            json.dump(known, out)
+        os.replace(tmp, store)
+    return value
 
 
 def build(spec: ModelSpec, directory: Path | None = None) -> Path:

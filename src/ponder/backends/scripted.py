@@ -9,6 +9,7 @@ per-token logprobs are exact for what it returns.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -110,12 +111,15 @@ class ScriptedBackend(Backend):
     def from_file(cls, path: str | Path) -> ScriptedBackend:
         """Replies from a JSON list of strings (what `--backend scripted --model F` loads)."""
         try:
-            replies = json.loads(Path(path).read_text())
+            raw = Path(path).read_bytes()
+            replies = json.loads(raw)
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read scripted replies from {path}: {exc}") from exc
+            raise ConfigError(f"cannot read scripted replies from {path}: {exc}") from None
         if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
             raise ConfigError(f"{path} must hold a JSON list of reply strings")
-        return cls(replies, model_id=f"scripted:{Path(path).name}")
+        # the content, not the name, says which "model" wrote a bank's samples
+        digest = hashlib.sha256(raw).hexdigest()[:12]
+        return cls(replies, model_id=f"scripted:{Path(path).name}:{digest}")
 
     async def agenerate(
         self,

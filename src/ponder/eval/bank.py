@@ -16,9 +16,11 @@ Tables:
 
 Samples of a run never mix with another run's: `open_run` refuses a bank that holds the
 same dataset drawn with other settings unless asked to keep several runs side by side.
-A bank in use by another process is refused (an advisory lock on `<bank>.lock`, released by
-the kernel even after `kill -9`); a file that is not a healthy ponder bank raises `DataError`
-and is never written to.
+A bank in use by another run is refused: an advisory lock (`flock`) on the database file
+itself, so every name of the file (a hard link, a symbolic link, another path to it) sees
+the same lock, and the kernel releases it even after `kill -9`. (SQLite's own locks are
+kept per file name for its WAL and would let two names of one file corrupt it.) A file that
+is not a healthy ponder bank raises `DataError` and is never written to.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ import fcntl
 import hashlib
 import json
 import math
+import os
 import sqlite3
 import time
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from ponder.core import Completion, TokenLogprob
 from ponder.errors import DataError
@@ -228,17 +231,24 @@ class SampleBank:
                 "untouched: move it away or pass another --bank"
             )
 
-    def _acquire_lock(self) -> TextIO:
-        lock = self.path.with_name(self.path.name + ".lock").open("a+")
+    def _acquire_lock(self) -> int:
+        """Lock the database file (creating it empty when new): its inode, not its name."""
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
             raise DataError(
-                f"the sample bank {self.path} is in use by another run; wait for it to "
-                "finish or pass another --bank"
+                f"cannot open the sample bank {self.path} for writing ({exc.strerror}); "
+                "pass another --bank"
             ) from None
-        return lock
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataError(
+                f"the sample bank {self.path} is in use by another run (under this or another "
+                "name); wait for it to finish or pass another --bank"
+            ) from None
+        return fd
 
     def _validate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -264,9 +274,10 @@ class SampleBank:
     def _release(self) -> None:
         with contextlib.suppress(Exception):
             self._db.close()
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError):
             fcntl.flock(self._lock, fcntl.LOCK_UN)
-        self._lock.close()
+        with contextlib.suppress(OSError):
+            os.close(self._lock)
 
     def close(self) -> None:
         self._release()

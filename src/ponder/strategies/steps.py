@@ -7,6 +7,9 @@ kept in the text (`include_stop`), so a partial solution is exactly the text the
 produced and the embedded backend continues it from its KV cache without decoding it again.
 Backends cannot stop at a regular expression: a `re:` step is sampled up to
 `max_step_tokens` and cut after the first match (the tokens past it are spent, and counted).
+Patterns come from users (and server clients): they run under the `regex` module with a
+time limit per search (`MATCH_SECONDS`), so a catastrophic pattern fails the run with a
+`ConfigError` instead of freezing the process.
 A step that reaches `max_step_tokens` without a delimiter is kept as it is and the trace says
 so. A path is finished when the model ends its answer (end of sequence, or one of the
 sampling's own stop strings) or after `max_steps` steps.
@@ -50,12 +53,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import regex
 
 from ponder.backends.base import Backend
 from ponder.core import Completion, SamplingParams, TokenCallback
@@ -71,6 +74,9 @@ Final = Literal["best", "weighted"]
 FINALS = ("best", "weighted")
 NO_EVIDENCE = 0.5
 """The score of a path none of whose steps the scorer could find anything to judge in."""
+MATCH_SECONDS = 0.05
+"""Most time one search of a step delimiter may take (a catastrophic pattern must not block
+the process; a sane one takes microseconds)."""
 DEFAULT_SAMPLES = 8
 """N when the budget gives only tokens."""
 
@@ -80,7 +86,7 @@ class Delimiter:
     """Where a step ends: at the first match of `pattern` that leaves some text before it."""
 
     spec: str
-    pattern: re.Pattern[str]
+    pattern: regex.Pattern[str]
     stops: tuple[str, ...]
     """Strings the backend stops at (none for a regular expression)."""
     opens_next: bool = False
@@ -96,26 +102,32 @@ class Delimiter:
                 "a literal string or re:PATTERN"
             )
         if spec == "step":
-            return cls(spec, re.compile(r"(?<=\n)Step "), ("\nStep ",), opens_next=True)
+            return cls(spec, regex.compile(r"(?<=\n)Step "), ("\nStep ",), opens_next=True)
         if spec.startswith("re:"):
             try:
-                pattern = re.compile(spec[3:])
-            except re.error as exc:
+                pattern = regex.compile(spec[3:])
+            except regex.error as exc:
                 raise ConfigError(f"step_delimiter {spec!r} is not a valid regex: {exc}") from None
-            if pattern.search("") is not None:
+            if pattern.search("", timeout=MATCH_SECONDS) is not None:
                 raise ConfigError(
                     f"step_delimiter {spec!r} matches the empty string; every step would be empty"
                 )
             return cls(spec, pattern, ())
         literal = cls.NAMED.get(spec, spec.replace("\\n", "\n").replace("\\t", "\t"))
-        return cls(spec, re.compile(re.escape(literal)), (literal,))
+        return cls(spec, regex.compile(regex.escape(literal)), (literal,))
 
     def end(self, text: str) -> int | None:
         """Where the step ends in `text` (None: no delimiter in it)."""
-        for match in self.pattern.finditer(text):
-            end = match.start() if self.opens_next else match.end()
-            if text[:end].strip():
-                return end
+        try:
+            for match in self.pattern.finditer(text, timeout=MATCH_SECONDS):
+                end = match.start() if self.opens_next else match.end()
+                if text[:end].strip():
+                    return end
+        except TimeoutError:
+            raise ConfigError(
+                f"step_delimiter {self.spec!r} took more than {MATCH_SECONDS:g} s to search "
+                f"one step of {len(text)} characters; use a simpler pattern"
+            ) from None
         return None
 
 

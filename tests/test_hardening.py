@@ -1,0 +1,75 @@
+"""Hardening, one test per class of defect, at the level a user meets it: the CLI in a
+subprocess, real files, real links, a real server on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ponder.backends.models import resolve
+from ponder.eval.bank import SampleBank
+
+PONDER = [sys.executable, "-m", "ponder.cli"]
+
+
+def _ponder(*args: str, timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PONDER, *args], capture_output=True, text=True, timeout=timeout, **kwargs
+    )  # type: ignore[call-overload]
+
+
+def _one_line_error(done: subprocess.CompletedProcess[str], words: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert words in done.stderr, done.stderr
+
+
+# 2. A bank must know which model wrote it
+
+
+def test_two_model_files_of_one_name_never_share_a_run(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b, copy = tmp_path / "a" / "model.gguf", tmp_path / "b" / "model.gguf", tmp_path / "c.gguf"
+    a.write_bytes(b"GGUF" + b"\x00" * 100 + b"weights of one model")
+    b.write_bytes(b"GGUF" + b"\x00" * 100 + b"weights of another one")
+    copy.write_bytes(a.read_bytes())
+    ids = [resolve(str(p))[1] for p in (a, b, copy)]
+    assert ids[0] != ids[1] and ids[0].split(":")[1] == ids[2].split(":")[1]
+    assert ids[0].startswith("model:") and ids[2].startswith("c:")
+
+
+def test_two_reply_files_of_one_name_never_share_a_run(tmp_path: Path) -> None:
+    bank = tmp_path / "bank.sqlite"
+    for folder, answer in (("a", "5"), ("b", "6")):
+        (tmp_path / folder).mkdir()
+        replies = tmp_path / folder / "replies.json"
+        replies.write_text(json.dumps([f"The answer is {answer}."]))
+        done = _ponder(
+            "eval", "--dataset", "synthetic", "--limit", "2", "-n", "2", "--strategy",
+            "self-consistency", "--backend", "scripted", "--model", str(replies),
+            "--bank", str(bank), "--out", str(tmp_path / f"out-{folder}"),
+        )  # fmt: skip
+        if folder == "a":
+            assert done.returncode == 0, done.stderr
+    _one_line_error(done, "drawn with model scripted:replies.json:")
+
+
+# 3. A lock must lock the file, not the name
+
+
+def test_a_hard_linked_bank_is_refused_while_a_run_holds_it(tmp_path: Path) -> None:
+    bank, alias = tmp_path / "bank.sqlite", tmp_path / "alias.sqlite"
+    SampleBank(bank).close()
+    os.link(bank, alias)
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps(["The answer is 5."]))
+    with SampleBank(bank):
+        done = _ponder(
+            "eval", "--dataset", "synthetic", "--limit", "1", "-n", "1", "--backend",
+            "scripted", "--model", str(replies), "--bank", str(alias), "--out", str(tmp_path),
+        )  # fmt: skip
+    _one_line_error(done, "in use by another run")
