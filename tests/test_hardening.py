@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ponder.backends.models import resolve
 from ponder.eval.bank import SampleBank
+from tests.support.fake_openai import FakeOpenAI
 
 PONDER = [sys.executable, "-m", "ponder.cli"]
 
@@ -25,6 +26,32 @@ def _one_line_error(done: subprocess.CompletedProcess[str], words: str) -> None:
     assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
     assert words in done.stderr, done.stderr
+
+
+# 1. No secret in any artifact
+
+
+def test_no_key_or_url_credential_reaches_any_artifact(tmp_path: Path) -> None:
+    key, password = "sk-TOPSECRET-4242", "PASSWORD-9191"
+    out = tmp_path / "out"
+    with FakeOpenAI() as fake:
+        url = fake.base_url.replace("http://", f"http://alice:{password}@") + f"?token={key}"
+        done = _ponder(
+            "eval", "--dataset", "synthetic", "--limit", "2", "-n", "2", "--backend", "openai",
+            "--base-url", url, "--api-key", key, "--model", "m", "--out", str(out),
+            "--strategy", "best-of-n", "--strategy", "self-consistency",
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert {"report.html", "results.json", "results.csv", "bank.sqlite"} <= {
+        p.name for p in written
+    }
+    for path in written:
+        data = path.read_bytes()
+        assert key.encode() not in data and password.encode() not in data, path.name
+    meta = json.loads((out / "results.json").read_text())["meta"]
+    assert "--api-key '***'" in meta["command"] and "alice" not in meta["command"]
+    assert "***@127.0.0.1" in meta["model"]
 
 
 # 2. A bank must know which model wrote it

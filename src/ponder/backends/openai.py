@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from ponder import redact
 from ponder.backends.base import Backend, BackendSpec, Capabilities, check_n
 from ponder.backends.registry import BACKENDS
 from ponder.core import (
@@ -80,8 +81,10 @@ class OpenAIBackend(Backend):
         if timeout <= 0 or max_concurrency < 1 or max_retries < 0:
             raise ConfigError("timeout must be > 0, max_concurrency >= 1, max_retries >= 0")
         self.base_url = base_url.rstrip("/")
+        self.where = redact.url(self.base_url)
+        """The server's address as messages and artifacts may show it (no credentials)."""
         self.model = model
-        self.model_id = f"openai:{model or 'default'}@{self.base_url}"
+        self.model_id = f"openai:{model or 'default'}@{self.where}"
         self.parameters = parameters
         self.timeout = timeout
         self.max_retries = max_retries
@@ -191,7 +194,7 @@ class OpenAIBackend(Backend):
             )
         except (KeyError, IndexError, TypeError):
             raise UnsupportedError(
-                f"{self.base_url} does not return echoed prompt logprobs, so it cannot score text"
+                f"{self.where} does not return echoed prompt logprobs, so it cannot score text"
             ) from None
         start = len(normalized)
         picked = [
@@ -200,7 +203,7 @@ class OpenAIBackend(Backend):
             if off is not None and start <= off < start + len(continuation) and lp is not None
         ]
         if not picked:
-            raise UnsupportedError(f"{self.base_url} returned no logprobs for the scored text")
+            raise UnsupportedError(f"{self.where} returned no logprobs for the scored text")
         usage_data = reply.get("usage") or {}
         usage = Usage.for_tokens(
             prompt=int(usage_data.get("prompt_tokens", 0)), parameters=self.parameters
@@ -291,7 +294,7 @@ class OpenAIBackend(Backend):
             usage_data = reply.get("usage") or {}
             texts = [_choice_text(c) for c in choices]
         except (KeyError, TypeError, AttributeError) as exc:
-            raise BackendError(f"{self.base_url} sent a reply without choices: {exc}") from None
+            raise BackendError(f"{self.where} sent a reply without choices: {exc}") from None
         logprobs = [_choice_logprobs(c) for c in choices]
         completion_total = int(usage_data.get("completion_tokens") or 0)
         counts = _split(completion_total, texts, logprobs)
@@ -321,6 +324,7 @@ class OpenAIBackend(Backend):
     async def _post(self, path: str, body: dict[str, Any]) -> tuple[Any, int]:
         """POST with bounded retries; returns the JSON reply and the attempts made."""
         url = self.base_url + path
+        shown = self.where + path
         client, gate = self._session()
         last: Exception | None = None
         for attempt in range(self.max_retries + 1):
@@ -331,31 +335,31 @@ class OpenAIBackend(Backend):
                     response = await client.post(url, json=body)
             except httpx.TimeoutException:
                 last = BackendTimeoutError(
-                    f"{url} did not answer within {self.timeout:g} s "
+                    f"{shown} did not answer within {self.timeout:g} s "
                     f"({attempt + 1} attempts); raise --timeout or check the server"
                 )
                 continue
             except httpx.HTTPError as exc:
                 last = BackendUnavailableError(
-                    f"cannot reach {url} ({type(exc).__name__}); is the server running?"
+                    f"cannot reach {shown} ({type(exc).__name__}); is the server running?"
                 )
                 continue
             if response.status_code in _RETRY_STATUS:
                 last = UpstreamError(
-                    f"{url} answered {response.status_code}: {_message(response)}",
+                    f"{shown} answered {response.status_code}: {_message(response)}",
                     status=response.status_code,
                 )
                 last.retry_after = _retry_after(response)  # type: ignore[attr-defined]
                 continue
             if response.status_code >= 400:
                 raise UpstreamError(
-                    f"{url} answered {response.status_code}: {_message(response)}",
+                    f"{shown} answered {response.status_code}: {_message(response)}",
                     status=response.status_code,
                 )
             try:
                 return response.json(), attempt + 1
             except ValueError:
-                last = BackendError(f"{url} sent a reply that is not valid JSON")
+                last = BackendError(f"{shown} sent a reply that is not valid JSON")
         assert last is not None
         raise last
 
@@ -432,13 +436,15 @@ def _split(total: int, texts: Sequence[str], logprobs: Sequence[Any]) -> list[in
 
 
 def _message(response: httpx.Response) -> str:
+    """The server's own words about an error (URLs in them masked: they end up in logs)."""
     try:
         data = response.json()
         error = data.get("error", data) if isinstance(data, dict) else data
         message = error.get("message") if isinstance(error, dict) else str(error)
-        return str(message or data)[:300]
+        said = str(message or data)[:300]
     except ValueError:
-        return response.text[:300] or response.reason_phrase
+        said = response.text[:300] or response.reason_phrase
+    return redact.text(said)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from ponder import redact
 from ponder.backends.base import Backend
 from ponder.cli.common import (
     ApiKeyOpt,
@@ -181,7 +181,7 @@ def eval_(
         top_logprobs=top_logprobs, seed=seed, subsets=subsets, bank=bank,
         out=out or Path("runs"), new_run=new_run, max_tokens_total=max_tokens_total,
         max_seconds=max_seconds, concurrency=concurrency,
-        command=shlex.join(["ponder", *sys.argv[1:]]),
+        command=redact.command(["ponder", *sys.argv[1:]]),
     )  # fmt: skip
     # everything that can be checked without a model is checked first
     evaluation = Evaluation(config)

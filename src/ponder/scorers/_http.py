@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from ponder import redact
 from ponder.errors import ConfigError, ScorerError
 
 Item = TypeVar("Item")
@@ -24,7 +25,7 @@ class Endpoint:
             raise ConfigError(f"{what} timeout must be > 0 seconds, got {timeout!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"{what} batch_size must be an integer >= 1, got {batch_size!r}")
-        self.where = f"{what} at {url}"
+        self.where = f"{what} at {redact.url(url)}"
         self.url, self.timeout, self.batch_size = url, float(timeout), batch_size
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
