@@ -54,6 +54,11 @@ def _quiet_llama() -> None:
         L.llama_log_set(_SILENCE, ctypes.c_void_p(0))
 
 
+Rendered = tuple[tuple[bytes, bool], ...]
+"""A prompt as segments of text, each with whether its control-token markers count (the
+chat template's own text) or not (content)."""
+
+
 @dataclass
 class EngineStats:
     """Counters for benchmarks: what the model really did."""
@@ -95,7 +100,7 @@ class _Group:
 
     job: _Job
     index: int
-    prompt: bytes
+    prompt: Rendered
     prefix: str
     n: int
     seed0: int
@@ -218,9 +223,38 @@ class LlamaEngine:
 
     # ---- public, any thread ---------------------------------------------------------------
 
-    def render_chat(self, messages: Sequence[tuple[str, str]]) -> bytes:
-        """The prompt text of chat messages, ending with the assistant turn opened."""
-        keep = [(role.encode(), content.encode()) for role, content in messages]
+    def render_chat(self, messages: Sequence[tuple[str, str]]) -> Rendered:
+        """The prompt of chat messages, ending with the assistant turn opened, as segments:
+        the template's own text (whose markers become control tokens) and each message's
+        content (always plain text: a message that spells `<|im_start|>` or holds a NUL
+        byte is tokenized as the text it is, never as the template's markers).
+
+        The template is applied to placeholders, never to the contents, so contents do not
+        pass through C strings either."""
+        nonce = secrets.token_hex(8)
+        marks = [f"\u2045ponder-{nonce}-{i}\u2046".encode() for i in range(len(messages))]
+        roles = [role for role, _ in messages]
+        template = self._apply_template(list(zip(roles, marks, strict=True)))
+        segments: list[tuple[bytes, bool]] = []
+        rest = template
+        for mark, (_, content) in zip(marks, messages, strict=True):
+            before, found, rest = rest.partition(mark)
+            if not found or mark in rest:
+                raise ModelError("the model's chat template did not keep each message once")
+            segments += [(before, True), (content.encode(), False)]
+        segments.append((rest, True))
+        return tuple((text, special) for text, special in segments if text)
+
+    def encode(self, prompt: Rendered, *, bos: bool = True) -> list[int]:
+        """The tokens of a rendered prompt (the beginning-of-sequence token when the model
+        wants one)."""
+        tokens: list[int] = []
+        for i, (text, special) in enumerate(prompt):
+            tokens += self.tokenize(text, special=special, bos=bos and i == 0 and self._add_bos)
+        return tokens
+
+    def _apply_template(self, messages: Sequence[tuple[str, bytes]]) -> bytes:
+        keep = [(role.encode(), content) for role, content in messages]
         array = (L.llama_chat_message * len(keep))()
         for i, (role, content) in enumerate(keep):
             array[i].role = role
@@ -239,7 +273,7 @@ class LlamaEngine:
     def submit(
         self,
         kind: str,
-        prompts: Sequence[tuple[bytes, str]],
+        prompts: Sequence[tuple[Rendered, str]],
         params: SamplingParams,
         n: int,
         loop: asyncio.AbstractEventLoop,
@@ -334,7 +368,7 @@ class LlamaEngine:
 
     def _prepare(self, group: _Group) -> None:
         job = group.job
-        head = self.tokenize(group.prompt, special=True, bos=self._add_bos)
+        head = self.encode(group.prompt)
         tail = self._prefix_tokens(head, group.prefix)
         group.tokens = head + tail
         if job.kind == "score":

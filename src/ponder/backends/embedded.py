@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ponder.backends._llama import EngineStats, LlamaEngine, SeqOutput
+from ponder.backends._llama import EngineStats, LlamaEngine, Rendered, SeqOutput
 from ponder.backends.base import Backend, BackendSpec, Capabilities, check_n
 from ponder.backends.models import DEFAULT_MODEL, resolve
 from ponder.backends.registry import BACKENDS
@@ -100,12 +100,16 @@ class EmbeddedBackend(Backend):
         return self.engine.stats.snapshot()
 
     def render(self, prompt: Prompt) -> bytes:
-        """The exact prompt text the model sees (chat template applied)."""
-        return self._render(normalize_prompt(prompt))
+        """The prompt text the model sees (chat template applied)."""
+        return b"".join(text for text, _ in self._render(normalize_prompt(prompt)))
 
-    def _render(self, prompt: NormalizedPrompt) -> bytes:
-        if isinstance(prompt, str):
-            return prompt.encode()
+    def prompt_tokens(self, prompt: Prompt) -> list[int]:
+        """The tokens the model sees for `prompt` (message contents are always text)."""
+        return self.engine.encode(self._render(normalize_prompt(prompt)))
+
+    def _render(self, prompt: NormalizedPrompt) -> Rendered:
+        if isinstance(prompt, str):  # raw text: the caller's own template, markers count
+            return ((prompt.encode(), True),)
         return self.engine.render_chat([(m.role, m.content) for m in prompt])
 
     async def agenerate(
