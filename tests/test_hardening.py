@@ -7,14 +7,20 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ponder.backends.base import Backend
 from ponder.backends.models import resolve
+from ponder.backends.scripted import ScriptedBackend, ScriptedRequest
 from ponder.eval.bank import SampleBank
+from ponder.server.app import ServerSettings, create_app
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.uvicorn_thread import serve
 
 PONDER = [sys.executable, "-m", "ponder.cli"]
 
@@ -132,3 +138,56 @@ def test_content_that_spells_control_tokens_stays_text(embedded_backend: Backend
         embedded_backend.render(plain),
         special=True,  # type: ignore[attr-defined]
     )  # ordinary prompts tokenize exactly as before
+
+
+# 4. One request must not freeze or overspend the server
+
+
+def _long(request: ScriptedRequest) -> str:
+    return "x" * 5000 if "x" in request.prefix or not request.prefix else "The answer is 4."
+
+
+def test_one_request_cannot_freeze_the_server_or_spend_past_its_cap() -> None:
+    settings = ServerSettings(max_n=16, max_tokens=400, max_budget_tokens=800)
+    chat = [{"role": "user", "content": "What is 2 + 2?"}]
+    backend = ScriptedBackend(lambda r: "x " * 3000)
+    with serve(create_app(backend, settings)) as url:
+        # per-request knobs that multiply tokens stay inside the operator's cap
+        spent = httpx.post(url + "/v1/chat/completions", timeout=60, json={
+            "model": "beam-search@16/m", "messages": chat,
+            "ponder": {"scorer": "arithmetic", "max_step_tokens": 400, "max_steps": 50,
+                       "beam_width": 2},
+        })  # fmt: skip
+        assert spent.status_code == 200, spent.text
+        usage = spent.json()["usage"]
+        # every call is capped to what the budget has left (16 beams x 400 tokens would be
+        # 6400); only the prompts a call reads are known after it
+        assert usage["completion_tokens"] <= 800, usage
+        too_long = httpx.post(url + "/v1/chat/completions", timeout=60, json={
+            "model": "beam-search@4/m", "messages": chat,
+            "ponder": {"max_step_tokens": 5000},
+        })  # fmt: skip
+        assert too_long.status_code == 400 and "max_step_tokens" in too_long.text
+
+    # a catastrophic step-delimiter pattern fails its request fast, off the event loop
+    slow = ScriptedBackend(lambda r: "x" * 4000)
+    with serve(create_app(slow, ServerSettings(max_tokens=4000))) as url:
+        result: dict[str, httpx.Response] = {}
+
+        def attack() -> None:
+            result["r"] = httpx.post(url + "/v1/chat/completions", timeout=60, json={
+                "model": "beam-search@16/m", "messages": chat,
+                "ponder": {"scorer": "arithmetic", "step_delimiter": "re:(x+x+)+y",
+                           "beam_width": 4},
+            })  # fmt: skip
+
+        thread = threading.Thread(target=attack)
+        started = time.monotonic()
+        thread.start()
+        for _ in range(5):
+            assert httpx.get(url + "/health", timeout=2).status_code == 200
+            time.sleep(0.05)
+        thread.join(timeout=30)
+        assert result["r"].status_code == 400, result["r"].text
+        assert "took more than" in result["r"].text
+        assert time.monotonic() - started < 10

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 
 from ponder.backends.base import Backend
-from ponder.core import Message, TokenCallback
+from ponder.core import Message, SamplingParams, TokenCallback
 from ponder.errors import ConfigError
 from ponder.result import Result
 from ponder.strategies.base import (
@@ -67,29 +67,31 @@ class SelfRefine(Strategy):
         run = self.begin(question, backend, on_tokens)
         versions = self.budget.samples or 1
         seed = self.sample_seed(question)
-        params = dataclasses.replace(self.sampling, seed=seed)
-        critique = dataclasses.replace(params, max_tokens=self.feedback_tokens)
         conversation = list(run.prompt)
-        drafts = [(await run.generate(params, prompt=conversation)).completions[0]]
+        drafts = [(await run.generate(self._params(run, seed), prompt=conversation)).completions[0]]
         stop = None
         for turn in range(1, versions):
-            if self._spent(run):
+            if self._left(run) < 1:
                 stop = f"token budget of {self.budget.tokens} reached"
                 break
             conversation += [
                 Message("assistant", drafts[-1].text),
                 Message("user", self.feedback_prompt),
             ]
+            critique = self._params(run, seed, self.feedback_tokens)
             feedback = (await run.generate(critique, prompt=conversation)).completions[0].text
             run.note(f"feedback {turn}: {feedback.strip()[:300]}")
             if _SOUND.search(feedback):
                 stop = f"the feedback on version {turn - 1} found no issues"
                 break
+            if self._left(run) < 1:
+                stop = f"token budget of {self.budget.tokens} reached"
+                break
             conversation += [
                 Message("assistant", feedback),
                 Message("user", self.refine_prompt),
             ]
-            revised = dataclasses.replace(params, seed=seed + turn)
+            revised = self._params(run, seed + turn)
             drafts.append((await run.generate(revised, prompt=conversation)).completions[0])
         candidates = run.candidates(drafts)
         last = len(candidates) - 1
@@ -105,6 +107,12 @@ class SelfRefine(Strategy):
             ),
         )
 
-    def _spent(self, run: Run) -> bool:
+    def _left(self, run: Run) -> int:
+        """Tokens the budget has left (a large number without a token budget)."""
         tokens = self.budget.tokens
-        return tokens is not None and run.usage.decoded_tokens >= tokens
+        return self.sampling.max_tokens if tokens is None else tokens - run.usage.decoded_tokens
+
+    def _params(self, run: Run, seed: int, most: int | None = None) -> SamplingParams:
+        """One call's sampling: capped by what the token budget has left."""
+        limit = min(most or self.sampling.max_tokens, max(self._left(run), 1))
+        return dataclasses.replace(self.sampling, seed=seed, max_tokens=limit)

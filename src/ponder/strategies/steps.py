@@ -43,9 +43,12 @@ completion), its own scoring call, and, for the first node of each backend call,
 itself (`calls`, wall time). The run's Usage is the sum over its nodes; the root holds nothing.
 
 **Budget.** `budget.samples` is N (beams, subtrees x width, particles, solutions). A token
-budget counts decoded tokens, scoring included, and is checked before each round: the round
-that crosses it is the last, and the search answers with the best finished path, or the best
-partial one when none finished. A token budget below one step raises `BudgetError`.
+budget counts decoded tokens, scoring included. It caps every call: a round's steps may
+sample only what the budget has left, shared among them (a step cut short by it is marked
+cut), so the tokens sampled never exceed the budget; the prompt tokens a call reads and the
+scoring after it are known only once it returns, so a search may pass the budget by those of
+its last round. The search then answers with the best finished path, or the best partial one
+when none finished. A token budget below one step raises `BudgetError`.
 """
 
 from __future__ import annotations
@@ -329,6 +332,8 @@ class Search:
         self.scored = 0
         self.raised: list[str] = []
         self.nans = 0
+        self.starved = 0
+        """1 once the budget cannot give a single token to each new step."""
 
     @property
     def spent(self) -> Usage:
@@ -338,7 +343,16 @@ class Search:
     def exhausted(self) -> bool:
         """The token budget is spent: no further round may start."""
         tokens = self.plan.budget.tokens
-        return tokens is not None and self.spent.decoded_tokens >= tokens
+        return tokens is not None and self.spent.decoded_tokens >= tokens - self.starved
+
+    def allowance(self, sequences: int) -> int:
+        """Tokens each of `sequences` new steps may sample within the token budget (the
+        budget is a cap on every call, not only a check between rounds)."""
+        tokens = self.plan.budget.tokens
+        if tokens is None:
+            return self.params.max_tokens
+        left = tokens - self.spent.decoded_tokens
+        return min(self.params.max_tokens, max(left, 0) // max(sequences, 1))
 
     async def extend(self, parents: Sequence[Branch], k: int) -> list[Branch]:
         """`k` next steps of every parent in one backend call, each scored.
@@ -347,12 +361,18 @@ class Search:
         """
         if not parents:
             return []
-        params = dataclasses.replace(self.params, seed=self.seed + len(self.nodes))
+        allowed = self.allowance(len(parents) * k)
+        if allowed < 1:
+            self.starved = 1  # not a token left for each new step: the search is over
+            return []
+        params = dataclasses.replace(
+            self.params, seed=self.seed + len(self.nodes), max_tokens=allowed
+        )
         generation = await self.run.extend([p.text for p in parents], params, n=k)
+        pairs = [(p, c) for p, group in zip(parents, generation.groups, strict=True) for c in group]
+        ends = await self._ends([c.text for _, c in pairs])
         children = [
-            self._child(parent, completion)
-            for parent, group in zip(parents, generation.groups, strict=True)
-            for completion in group
+            self._child(parent, c, end) for (parent, c), end in zip(pairs, ends, strict=True)
         ]
         if not children:
             return []
@@ -361,9 +381,17 @@ class Search:
         await self._judge(children)
         return [c for c in children if c.status != "dropped"]
 
-    def _child(self, parent: Branch, completion: Completion) -> Branch:
+    async def _ends(self, texts: list[str]) -> list[int | None]:
+        """Where each step ends. A regular expression (a user's, a server client's) is
+        searched off the event loop, with the `regex` module's time limit per search, so a
+        slow pattern never stalls other work."""
+        delimiter = self.plan.delimiter
+        if delimiter.stops:  # literal: a substring search, microseconds
+            return [delimiter.end(t) for t in texts]
+        return await asyncio.to_thread(lambda: [delimiter.end(t) for t in texts])
+
+    def _child(self, parent: Branch, completion: Completion, end: int | None) -> Branch:
         plan = self.plan
-        end = plan.delimiter.end(completion.text)
         if end is not None and end < len(completion.text):
             completion = _trimmed(completion, end)
         user_stop = completion.stop is not None and completion.stop in plan.sampling.stop
@@ -384,7 +412,12 @@ class Search:
         )
         child.done = ended or child.depth >= plan.max_steps
         if cut:
-            child.notes.append(f"cut at max_step_tokens={plan.max_step_tokens} (no delimiter)")
+            limit = (
+                f"max_step_tokens={plan.max_step_tokens}"
+                if completion.num_tokens >= plan.max_step_tokens
+                else f"{completion.num_tokens} tokens, what the token budget left"
+            )
+            child.notes.append(f"cut at {limit} (no delimiter)")
         if child.done:
             child.status = "finished"
             if not ended:
