@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -191,3 +193,65 @@ def test_one_request_cannot_freeze_the_server_or_spend_past_its_cap() -> None:
         assert result["r"].status_code == 400, result["r"].text
         assert "took more than" in result["r"].text
         assert time.monotonic() - started < 10
+
+
+# 5. CLI errors are one line, always; Ctrl-C stops the work
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ([], "no command given"),
+        (["solve", "--bogus"], "No such option: --bogus"),
+        (["solve"], "Missing argument"),
+        (["solve", "q", "-n", "abc"], "Invalid value for '-n'"),
+        (["nope"], "No such command 'nope'"),
+        (["serve", "--port", "99999"], "Invalid value for '--port'"),
+        (["eval", "--limit", "0"], "Invalid value for '--limit'"),
+        (["generate", "hi", "--seed", "-1", "--backend", "scripted", "--model", "x"], "seed"),
+        (["eval", "--seed", "-1", "--backend", "scripted", "--model", "x"], "seed"),
+    ],
+)
+def test_every_usage_error_is_one_line_with_exit_2(args: list[str], words: str) -> None:
+    _one_line_error(_ponder(*args), words)
+
+
+def _interrupt(args: list[str], after: float) -> tuple[subprocess.CompletedProcess[str], float]:
+    child = subprocess.Popen(
+        [*PONDER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(after)
+    child.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    out, err = child.communicate(timeout=120)
+    stopped = time.monotonic() - sent
+    return subprocess.CompletedProcess(args, child.returncode, out, err), stopped
+
+
+@pytest.mark.model
+def test_ctrl_c_stops_eval_within_seconds_and_says_what_was_stored(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done, stopped = _interrupt(
+        ["eval", "--dataset", "synthetic", "--limit", "20", "-n", "8", "--max-tokens", "300",
+         "--strategy", "self-consistency", "--model", "small", "--out", str(out)],
+        after=12,
+    )  # fmt: skip
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert stopped < 10, stopped
+    assert "interrupted: this run stored" in done.stderr and "rerun" in done.stderr
+    assert done.stderr.count("\n") == 1
+    with sqlite3.connect(out / "bank.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    assert f"stored {stored} samples" in done.stderr
+
+
+@pytest.mark.model
+def test_ctrl_c_stops_solve(tmp_path: Path) -> None:
+    done, stopped = _interrupt(
+        ["solve", "Count from 1 to 300, one number a line.", "-n", "8", "--max-tokens", "600",
+         "--model", "small"],
+        after=8,
+    )  # fmt: skip
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert stopped < 10 and done.stderr.strip() == "interrupted"

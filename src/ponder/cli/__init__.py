@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args:
         _fail(f"no command given; commands: {', '.join(COMMANDS)} (ponder --help tells more)")
     try:
-        app(args=args, standalone_mode=False, prog_name="ponder")
+        # outside standalone mode typer returns the exit status it would have exited with
+        # (130 for a Ctrl-C it caught) instead of exiting
+        status = app(args=args, standalone_mode=False, prog_name="ponder")
     except PonderError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -69,6 +71,10 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(130) from None
         format_message = getattr(exc, "format_message", None)
         _fail(format_message() if callable(format_message) else str(exc))
+    if status == 130:
+        err_console.print("interrupted", markup=False)
+    if isinstance(status, int) and status:
+        raise SystemExit(status)
 
 
 if __name__ == "__main__":

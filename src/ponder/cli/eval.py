@@ -191,7 +191,10 @@ def eval_(
         if out is None:  # the default folder names the dataset and the model
             folder = Path("runs") / f"{evaluation.dataset.name}-{engine.model_id.split(':')[0]}"
             evaluation = Evaluation(dataclasses.replace(config, out=folder))
-        summary = _run(evaluation, engine, n)
+        try:
+            summary = _run(evaluation, engine, n)
+        except KeyboardInterrupt:
+            _interrupted(evaluation)
     summary.meta["seconds"] = round(time.monotonic() - started, 2)
     if as_json:
         print_json({k: v for k, v in summary.to_dict().items() if k != "paths"})
@@ -200,6 +203,19 @@ def eval_(
         warn("no question is complete yet (" + "; ".join(summary.notes or ["nothing stored"]) + ")")
         return
     _print(summary)
+
+
+def _interrupted(evaluation: Evaluation) -> None:
+    """Ctrl-C: the calls in flight were dropped; say what this run stored, exit 130."""
+    done = evaluation.progress
+    stored = (
+        f"this run stored {done.generated} samples, {done.scored} scores and "
+        f"{done.live_runs} live results in {evaluation.bank_path}"
+        if done is not None
+        else "nothing was stored"
+    )
+    warn(f"interrupted: {stored}; rerun the same command to continue")
+    raise SystemExit(130)
 
 
 def _reward_options(url: str | None, names: list[str]) -> dict[str, dict[str, Any]]:

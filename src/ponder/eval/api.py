@@ -29,7 +29,7 @@ from ponder.backends.base import Backend
 from ponder.core import SamplingParams, TokenCallback
 from ponder.errors import ConfigError
 from ponder.eval.bank import RunSpec, SampleBank
-from ponder.eval.collect import Collector, Plan, QuestionData
+from ponder.eval.collect import Collector, Plan, Progress, QuestionData
 from ponder.eval.datasets import Dataset, OnBadLine, load_dataset
 from ponder.eval.lines import LineRequest, Lines, build_lines
 from ponder.eval.replay import SUBSETS, drop_duplicates, live_cells, replay
@@ -142,6 +142,9 @@ class Evaluation:
         self.scorer_names = [_outcome(x) for x in config.scorers or ()]
         self.process_names = [_process(x) for x in config.process_scorers or ()]
         self.request(config.sampling, self.scorer_names).specs()  # names and options
+        self.progress: Progress | None = None
+        """What the running (or last) collection stored, for a caller that stops it."""
+        self.bank_path: Path | None = None
 
     @property
     def skipped(self) -> tuple[str, ...]:
@@ -205,6 +208,8 @@ class Evaluation:
             collector = Collector(
                 store, backend, task, plan, on_question=on_question, on_tokens=on_tokens
             )
+            self.progress = collector.progress
+            self.bank_path = bank_path
             data = await collector.run()
         progress = collector.progress
         complete = [d for d in data if d.complete]
