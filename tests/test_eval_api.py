@@ -102,5 +102,5 @@ def test_a_bad_config_fails_before_any_model_is_needed() -> None:
 
     with pytest.raises(UnknownNameError, match="Did you mean 'beam-search'"):
         Evaluation(EvalConfig(dataset="synthetic", strategies=["beem-search"], out=Path("x")))
-    with pytest.raises(ConfigError, match="needs a sample bank"):
-        EvalConfig(dataset="synthetic")
+    with pytest.raises(ConfigError, match="n must be an integer from 1 to 10,000"):
+        EvalConfig(dataset="synthetic", n=10**9)

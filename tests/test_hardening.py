@@ -255,3 +255,93 @@ def test_ctrl_c_stops_solve(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 130, done.stderr[-2000:]
     assert stopped < 10 and done.stderr.strip() == "interrupted"
+
+
+# 6. Files and folders: one line before any sampling; never overwrite what ponder did not write
+
+
+def _eval(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps(["The answer is 5."]))
+    return _ponder(
+        "eval", "--dataset", "synthetic", "--limit", "1", "-n", "1", "--strategy",
+        "self-consistency", "--backend", "scripted", "--model", str(replies), *args,
+    )  # fmt: skip
+
+
+def test_bad_report_and_bank_paths_fail_in_one_line_before_sampling(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    _one_line_error(_eval(tmp_path, "--out", str(a_file)), "is a file")
+    _one_line_error(_eval(tmp_path, "--bank", str(tmp_path)), "is a folder")
+    # /proc takes no new files, whoever runs the test (root may write anywhere else)
+    _one_line_error(_eval(tmp_path, "--out", "/proc/ponder-report"), "cannot write")
+    _one_line_error(
+        _eval(tmp_path, "--out", str(tmp_path / "o"), "--bank", "/proc/ponder/b.sqlite"),
+        "cannot write the sample bank",
+    )
+    deep = tmp_path / "new" / "deeper" / "out"
+    assert _eval(tmp_path, "--out", str(deep)).returncode == 0  # missing parents are made
+    assert (deep / "report.html").exists()
+
+
+def test_out_never_overwrites_files_it_did_not_write_nor_follows_links(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.html").write_text("<p>my own page</p>")
+    _one_line_error(_eval(tmp_path, "--out", str(out)), "was not written by ponder")
+    assert (out / "report.html").read_text() == "<p>my own page</p>"
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    outside = tmp_path / "precious.json"
+    outside.write_text("{}")
+    (mine / "results.json").symlink_to(outside)
+    _one_line_error(_eval(tmp_path, "--out", str(mine)), "symbolic link")
+    assert outside.read_text() == "{}"
+
+    fresh = tmp_path / "fresh"
+    assert _eval(tmp_path, "--out", str(fresh)).returncode == 0
+    again = _eval(tmp_path, "--out", str(fresh))  # its own files: rewritten without a word
+    assert again.returncode == 0, again.stderr
+
+
+# 7. Crashes on odd text
+
+
+def test_odd_text_fails_in_one_line_or_works(tmp_path: Path) -> None:
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps(["The answer is 5."]))
+    scripted = ["--backend", "scripted", "--model", str(replies)]
+    undecodable = os.fsdecode(b"How much is \xff\xfe 2 + 2?")
+    _one_line_error(_ponder("solve", undecodable, *scripted), "not valid UTF-8")
+    for url in ("http://[::1", "http://127.0.0.1:99999/v1", "ftp://h/v1", "localhost:8000"):
+        _one_line_error(_ponder("solve", "q", "--backend", "openai", "--base-url", url), "URL")
+        _one_line_error(_ponder("serve", "--upstream", url, "--model", "m"), "URL")
+    dollars = tmp_path / "$\\sqrt{$ of $x^2$.jsonl"  # not even valid mathtext
+    dollars.write_text(json.dumps({"question": "What is $2 + 2$?", "answer": "$4$"}) + "\n")
+    done = _ponder("eval", "--dataset", str(dollars), "-n", "2", *scripted,
+                   "--out", str(tmp_path / "out"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "scaling.png").stat().st_size > 0
+
+
+# 9. Smaller ones
+
+
+def test_empty_huge_and_negative_inputs_are_refused_at_once(tmp_path: Path) -> None:
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps(["The answer is 5."]))
+    scripted = ["--backend", "scripted", "--model", str(replies)]
+    _one_line_error(_ponder("solve", "", *scripted), "empty")
+    _one_line_error(_ponder("solve", "q", "-n", "3000000000", *scripted), "limit of 100,000")
+    _one_line_error(_ponder("eval", "-n", "100000000", *scripted), "n must be")
+    _one_line_error(
+        _ponder("eval", "--dataset", "synthetic", "--limit", "100000000", *scripted),
+        "more than the 100,000",
+    )
+    big = _ponder("eval", "--dataset", "aime24", "--limit", "100000000", "-n", "1",
+                  "--strategy", "self-consistency", *scripted, "--out", str(tmp_path / "o"),
+                  timeout=300)  # fmt: skip
+    assert big.returncode == 0, big.stderr  # a limit above the dataset's size: all of it
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["meta"]["questions"] == 30

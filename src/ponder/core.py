@@ -40,16 +40,29 @@ Prompt = str | Sequence[Message | Mapping[str, str]]
 NormalizedPrompt = str | tuple[Message, ...]
 
 
+def check_text(text: str, what: str = "the text") -> str:
+    """`text`, if it is text a model can read: a string that encodes as UTF-8 (a command-line
+    argument with undecodable bytes, or JSON with a lone surrogate, does not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{what} is not valid UTF-8 text (at character {exc.start}); fix its encoding"
+        ) from None
+    return text
+
+
 def normalize_prompt(prompt: Prompt) -> NormalizedPrompt:
     """Check a prompt and turn chat messages into `Message`s."""
     if isinstance(prompt, str):
         if not prompt.strip():
             raise ConfigError("the prompt is empty: give some text or at least one message")
-        return prompt
+        return check_text(prompt, "the prompt")
     messages: list[Message] = []
     for i, message in enumerate(prompt):
         if isinstance(message, Message):
             messages.append(message)
+            check_text(message.content, f"message {i}")
             continue
         if not isinstance(message, Mapping) or "content" not in message:
             raise ConfigError(f"message {i} must be a mapping with 'role' and 'content'")
@@ -58,7 +71,7 @@ def normalize_prompt(prompt: Prompt) -> NormalizedPrompt:
             raise ConfigError(f"message {i} has role {role!r}; use system, user or assistant")
         if not isinstance(content, str):
             raise ConfigError(f"message {i} content must be a string")
-        messages.append(Message(role, content))  # type: ignore[arg-type]
+        messages.append(Message(role, check_text(content, f"message {i}")))  # type: ignore[arg-type]
     if not messages or not any(m.content.strip() for m in messages):
         raise ConfigError("the prompt is empty: give some text or at least one message")
     return tuple(messages)

@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -76,8 +77,7 @@ class OpenAIBackend(Backend):
         parameters: int | None = None,
         max_n: int = 128,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
+        check_url(base_url, "the server's base URL")
         if timeout <= 0 or max_concurrency < 1 or max_retries < 0:
             raise ConfigError("timeout must be > 0, max_concurrency >= 1, max_retries >= 0")
         self.base_url = base_url.rstrip("/")
@@ -368,6 +368,19 @@ class OpenAIBackend(Backend):
         if hinted is not None:
             return min(hinted, MAX_BACKOFF)
         return random.uniform(0, min(MAX_BACKOFF, self.backoff * 2 ** (attempt - 1)))
+
+
+def check_url(url: str, what: str) -> None:
+    """Refuse, at once, a URL no request could be sent to (instead of failing every request
+    later): an http(s) scheme, a host, a port in range."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{what} {redact.url(url)!r} is malformed ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{what} must look like http://HOST[:PORT]/PATH, got {redact.url(url)!r}")
+    del port
 
 
 class _Group(list[Completion]):

@@ -5,8 +5,8 @@ ponder eval --dataset gsm8k --limit 50 -n 16 --model small --out runs/gsm8k
 
 from __future__ import annotations
 
-import dataclasses
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +27,7 @@ from rich.text import Text
 
 from ponder import redact
 from ponder.backends.base import Backend
+from ponder.backends.models import DEFAULT_MODEL, find_spec
 from ponder.cli.common import (
     ApiKeyOpt,
     BackendOpt,
@@ -43,6 +44,7 @@ from ponder.cli.common import (
     warn,
 )
 from ponder.core import SamplingParams
+from ponder.errors import UnknownNameError
 from ponder.eval.api import EvalConfig, EvalSummary, Evaluation
 from ponder.eval.collect import QuestionData
 from ponder.eval.datasets import DATASETS, OnBadLine
@@ -179,7 +181,8 @@ def eval_(
         baseline=baseline,
         sampling=SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p),
         top_logprobs=top_logprobs, seed=seed, subsets=subsets, bank=bank,
-        out=out or Path("runs"), new_run=new_run, max_tokens_total=max_tokens_total,
+        out=out, label=_model_name(backend, model), new_run=new_run,
+        max_tokens_total=max_tokens_total,
         max_seconds=max_seconds, concurrency=concurrency,
         command=redact.command(["ponder", *sys.argv[1:]]),
     )  # fmt: skip
@@ -188,9 +191,6 @@ def eval_(
     for skipped in evaluation.skipped:
         warn(f"warning: skipped {skipped}")
     with open_backend(backend, model, base_url, api_key, timeout) as engine:
-        if out is None:  # the default folder names the dataset and the model
-            folder = Path("runs") / f"{evaluation.dataset.name}-{engine.model_id.split(':')[0]}"
-            evaluation = Evaluation(dataclasses.replace(config, out=folder))
         try:
             summary = _run(evaluation, engine, n)
         except KeyboardInterrupt:
@@ -203,6 +203,16 @@ def eval_(
         warn("no question is complete yet (" + "; ".join(summary.notes or ["nothing stored"]) + ")")
         return
     _print(summary)
+
+
+def _model_name(backend: str, model: str | None) -> str:
+    """What the default report folder calls the model (before it is loaded)."""
+    if backend == "embedded":
+        try:
+            return find_spec(model or DEFAULT_MODEL).name
+        except UnknownNameError:
+            return Path(model or "model").stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model or backend).name) or backend
 
 
 def _interrupted(evaluation: Evaluation) -> None:

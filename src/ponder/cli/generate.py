@@ -17,7 +17,7 @@ from ponder.cli.common import (
     print_json,
     say,
 )
-from ponder.core import SamplingParams
+from ponder.core import SamplingParams, check_text
 from ponder.errors import ConfigError
 
 
@@ -51,6 +51,7 @@ def generate(
     )
     if not prompt.strip():
         raise ConfigError("the prompt is empty: give some text")
+    check_text(prompt, "the prompt")
     messages = prompt if raw else [{"role": "user", "content": prompt}]
     with open_backend(backend, model, base_url, api_key, timeout) as engine:
         result = engine.generate(messages, params, n=n)

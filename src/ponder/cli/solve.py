@@ -24,7 +24,7 @@ from ponder.cli.common import (
     say,
     show_progress,
 )
-from ponder.core import SamplingParams
+from ponder.core import SamplingParams, check_text
 from ponder.errors import ConfigError
 from ponder.result import Result
 from ponder.strategies.base import Kind, Strategy
@@ -74,6 +74,7 @@ def solve(
     """Answer QUESTION by spending a budget with a strategy; print the answer and its cost."""
     if not question.strip():
         raise ConfigError("the question is empty: give some text")
+    check_text(question, "the question")
     options = parse_options(option)
     flags = {"beam_width": beam_width, "step_delimiter": step_delimiter}
     options.update({k: v for k, v in flags.items() if v is not None})

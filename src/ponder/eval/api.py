@@ -12,13 +12,16 @@
 needs no model (the dataset, every strategy and scorer name, the options); `run` draws what
 the bank is missing (resumable), runs the live strategies, replays the sample strategies at
 every budget, computes intervals, paired tests and verifier statistics, and writes the
-report when `config.out` is set. `on_question` and `on_tokens` report progress.
+report (to `config.out`, or to runs/DATASET-LABEL when neither it nor a bank is given).
+`on_question` and `on_tokens` report progress.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +30,8 @@ from typing import Any
 
 from ponder.backends.base import Backend
 from ponder.core import SamplingParams, TokenCallback
-from ponder.errors import ConfigError
+from ponder.errors import ConfigError, DataError
+from ponder.eval import outdir
 from ponder.eval.bank import RunSpec, SampleBank
 from ponder.eval.collect import Collector, Plan, Progress, QuestionData
 from ponder.eval.datasets import Dataset, OnBadLine, load_dataset
@@ -37,7 +41,11 @@ from ponder.eval.verifiers import Verifier, verifier
 from ponder.scorers.base import SCORERS, Scorer, build_scorer, check_role
 from ponder.tasks.base import get_task
 
+MAX_N = 10_000
+"""Samples per question an evaluation may store (its replays enumerate them)."""
 DEFAULT_SCORER = "mean-logprob"
+REPORT_FILES = ("results.json", "results.csv", "scaling.png", "compute.png", "report.html")
+"""The files of a report (besides the search trees under trees/)."""
 """Scored on every sample when no scorer is named and the backend returns logprobs."""
 
 
@@ -76,7 +84,10 @@ class EvalConfig:
     bank: Path | None = None
     """The sample bank (default: `out`/bank.sqlite)."""
     out: Path | None = None
-    """Where the report goes (None: no report files)."""
+    """Where the report goes (None with a bank: no report; None without one: the folder
+    runs/DATASET-LABEL)."""
+    label: str = "model"
+    """What the default report folder calls the model."""
     new_run: bool = False
     max_tokens_total: int | None = None
     max_seconds: float | None = None
@@ -86,16 +97,16 @@ class EvalConfig:
     """The command line that asked for this, for the report."""
 
     def __post_init__(self) -> None:
-        for name in ("n", "subsets", "concurrency"):
+        for name, most in (("n", MAX_N), ("subsets", 100_000), ("concurrency", 1_000)):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            if not isinstance(value, int) or not 1 <= value <= most:
+                raise ConfigError(f"{name} must be an integer from 1 to {most:,}, got {value!r}")
+        if self.seed < 0 or self.data_seed < 0:
+            raise ConfigError("seeds must be non-negative integers")
         if self.live_budgets and any(k < 1 for k in self.live_budgets):
             raise ConfigError("live budgets must be positive integers")
         if not 0 <= self.top_logprobs <= 20:
             raise ConfigError(f"top_logprobs must be between 0 and 20, got {self.top_logprobs}")
-        if self.bank is None and self.out is None:
-            raise ConfigError("an evaluation needs a sample bank: give bank or out")
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,13 @@ class Evaluation:
         self.scorer_names = [_outcome(x) for x in config.scorers or ()]
         self.process_names = [_process(x) for x in config.process_scorers or ()]
         self.request(config.sampling, self.scorer_names).specs()  # names and options
+        self.out = config.out
+        if config.out is None and config.bank is None:
+            self.out = Path("runs") / f"{self.dataset.name}-{config.label}"
+        self.bank = config.bank or self.out / "bank.sqlite"  # type: ignore[operator]
+        if self.out is not None:
+            outdir.prepare(self.out, REPORT_FILES)
+        _check_bank(self.bank)
         self.progress: Progress | None = None
         """What the running (or last) collection stored, for a caller that stops it."""
         self.bank_path: Path | None = None
@@ -190,7 +208,9 @@ class Evaluation:
         request = dataclasses.replace(request, scorers=names, sampling=sampling)
         lines = build_lines(request, backend)
         baseline = self._baseline(lines)
-        bank_path = config.bank or config.out / "bank.sqlite"  # type: ignore[operator]
+        bank_path = self.bank
+        if self.out is not None:
+            outdir.prepare(self.out, REPORT_FILES)
         identity = {
             "max_tokens": sampling.max_tokens, "temperature": sampling.temperature,
             "top_p": sampling.top_p, "top_k": sampling.top_k, "min_p": sampling.min_p,
@@ -238,7 +258,7 @@ class Evaluation:
             "subsets": config.subsets,
             "bank": str(bank_path),
             "run": run,
-            "out": str(config.out) if config.out else None,
+            "out": str(self.out) if self.out else None,
             "generated_samples": progress.generated,
             "reused_samples": progress.reused,
             "scores_computed": progress.scored,
@@ -249,7 +269,9 @@ class Evaluation:
             "stopped": progress.stopped,
             "notes": notes,
         }
-        summary = analyse(complete, task, lines, meta, config, baseline, [s.name for s in scorers])
+        summary = analyse(
+            complete, task, lines, meta, config, baseline, [s.name for s in scorers], self.out
+        )
         meta["seconds"] = round(time.monotonic() - started, 2)
         return summary
 
@@ -274,8 +296,9 @@ def analyse(
     config: EvalConfig,
     baseline: str,
     scorer_names: Sequence[str],
+    out: Path | None,
 ) -> EvalSummary:
-    """Replay, statistics and (with `config.out`) the report, over the complete questions."""
+    """Replay, statistics and (with a folder `out`) the report, over the complete questions."""
     from ponder.eval.report import comparisons, table, tree_name, write_report
     from ponder.result import Result
     from ponder.tracehtml import write_trace_html
@@ -290,20 +313,42 @@ def analyse(
     paired = comparisons(cells, baseline, seed=seed)
     verifiers: list[Verifier] = [verifier(complete, task, name, n) for name in scorer_names]
     paths: dict[str, Path] = {}
-    if config.out is not None:
+    if out is not None:
         trees: dict[tuple[str, int, str], str] = {}
         for item in complete:
             for (label, k), stored in item.live.items():
                 if not stored.data["trace"]["nodes"]:
                     continue
                 name = tree_name(label, k, item.question.id)
-                write_trace_html(Result.from_dict(stored.data), config.out / name)
+                target = outdir.guard(out, name)
+                write_trace_html(Result.from_dict(stored.data), target)
                 trees[(label, k, item.question.id)] = name
         paths = write_report(
-            config.out, meta=meta, rows=rows, paired=paired, verifiers=verifiers,
+            out, meta=meta, rows=rows, paired=paired, verifiers=verifiers,
             data=complete, task=task, n=n, trees=trees,
         )  # fmt: skip
+        outdir.claim(out, [*REPORT_FILES, *trees.values()])
     return EvalSummary(meta, rows, paired, [v.to_dict() for v in verifiers], paths)
+
+
+def _check_bank(path: Path) -> None:
+    """The bank can be opened for writing (its folder made if missing): checked before any
+    model is loaded."""
+    if path.is_dir():
+        raise DataError(f"the sample bank {path} is a folder; give a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            with path.open("r+b"):
+                pass
+        else:
+            probe, name = tempfile.mkstemp(prefix=".ponder-probe-", dir=path.parent)
+            os.close(probe)
+            os.unlink(name)
+    except OSError as exc:
+        raise DataError(
+            f"cannot write the sample bank {path} ({exc.strerror}); pass another --bank"
+        ) from None
 
 
 def _outcome(name: str) -> str:

@@ -200,7 +200,13 @@ class SampleBank:
         if self.path.is_dir():
             raise DataError(f"the sample bank {self.path} is a folder; give a file path")
         self._check_header()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(
+                f"cannot make the folder of the sample bank {self.path} ({exc.strerror}); "
+                "pass another --bank"
+            ) from None
         self._lock = self._acquire_lock()
         try:
             self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None)

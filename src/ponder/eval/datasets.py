@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder import seeds
+from ponder.core import check_text
 from ponder.errors import DataError, UnknownNameError
 from ponder.eval.generator import generate
 from ponder.eval.question import Question
@@ -53,6 +54,7 @@ SHIPPED = {
 SYNTHETIC = "synthetic"
 DATASETS = (*SHIPPED, SYNTHETIC)
 SYNTHETIC_DEFAULT_COUNT = 100
+SYNTHETIC_MAX_COUNT = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,11 @@ def load_dataset(
         if sample is not None:
             raise DataError("synthetic questions are fresh already: use --limit, not --sample")
         count = limit if limit is not None else SYNTHETIC_DEFAULT_COUNT
+        if count > SYNTHETIC_MAX_COUNT:
+            raise DataError(
+                f"--limit {count:,} synthetic questions is more than the {SYNTHETIC_MAX_COUNT:,} "
+                "one evaluation can hold; ask for fewer"
+            )
         questions = tuple(
             generate(seed, offset + i, steps=steps, max_number=max_number) for i in range(count)
         )
@@ -177,6 +184,7 @@ def _select(
         text, answer = row[fields[0]], row[fields[1]]
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{name}:{line}: the question ({fields[0]!r}) must be non-empty text")
+        check_text(text, f"{name}:{line}: the question")
         if (
             answer is None
             or isinstance(answer, (dict, list, bool))

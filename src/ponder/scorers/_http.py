@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import httpx
 
 from ponder import redact
+from ponder.backends.openai import check_url
 from ponder.errors import ConfigError, ScorerError
 
 Item = TypeVar("Item")
@@ -19,8 +20,9 @@ class Endpoint:
     def __init__(
         self, what: str, url: str, api_key: str | None, timeout: float, batch_size: int
     ) -> None:
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{what} url must start with http:// or https://, got {url!r}")
+        if not isinstance(url, str):
+            raise ConfigError(f"{what} url must be a string, got {url!r}")
+        check_url(url, f"the {what} url")
         if not (isinstance(timeout, int | float) and timeout > 0):
             raise ConfigError(f"{what} timeout must be > 0 seconds, got {timeout!r}")
         if not isinstance(batch_size, int) or batch_size < 1:

@@ -62,6 +62,9 @@ class Budget:
     samples: int | None = 8
     tokens: int | None = None
 
+    MAX_SAMPLES: ClassVar[int] = 100_000
+    """More samples than one question could get in any sensible time: a typo, refused."""
+
     def __post_init__(self) -> None:
         for name in ("samples", "tokens"):
             value = getattr(self, name)
@@ -69,6 +72,11 @@ class Budget:
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise BudgetError(f"budget {name} must be a positive integer, got {value!r}")
+        if self.samples is not None and self.samples > self.MAX_SAMPLES:
+            raise BudgetError(
+                f"a budget of {self.samples:,} samples is above ponder's limit of "
+                f"{self.MAX_SAMPLES:,} per question"
+            )
         if self.samples is None and self.tokens is None:
             raise BudgetError("a budget needs a number of samples, of tokens, or both")
 
