@@ -16,10 +16,16 @@ from typing import Any, Literal, TypeVar
 from ponder.errors import ConfigError
 from ponder.usage import Usage
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "halted"]
+"""stop: the model ended (or a stop string did); length: max_tokens; halted: the caller's
+`TokenWatch` stopped the sample mid-generation."""
 Role = Literal["system", "user", "assistant"]
 TokenCallback = Callable[[int], None]
 """Called with the number of tokens just sampled (for progress bars)."""
+TokenWatch = Callable[[int, "TokenLogprob"], bool]
+"""Called with every token a sample draws (the sample's index within the call, the token with
+its logprob and top alternatives); True stops that sample there, the token included
+(finish reason `halted`). It runs on the backend's thread and must be quick."""
 
 MAX_STOP_STRINGS = 16
 MAX_TOP_LOGPROBS = 20
@@ -143,6 +149,19 @@ class TokenLogprob:
     token: str
     logprob: float
     top: tuple[tuple[str, float], ...] = ()
+
+
+def token_confidence(token: TokenLogprob) -> float:
+    """DeepConf's token confidence (Fu et al. 2025): minus the mean logprob of the token's
+    top alternatives, C = -(1/k) sum_j log P(j); high when the model was sure. A token
+    without alternatives counts its own logprob."""
+    top = token.top
+    return -math.fsum(lp for _, lp in top) / len(top) if top else -token.logprob
+
+
+def token_confidences(tokens: Sequence[TokenLogprob] | None) -> tuple[float, ...] | None:
+    """`token_confidence` of each token (None without logprobs)."""
+    return tuple(token_confidence(t) for t in tokens) if tokens else None
 
 
 @dataclass(frozen=True, slots=True)

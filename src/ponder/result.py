@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ponder.core import Completion
+from ponder.core import Completion, token_confidences
 from ponder.serialize import jsonable
 from ponder.usage import Usage
 
@@ -37,6 +37,9 @@ class Candidate:
     """Scorer name -> score (each scorer documents its range)."""
     cluster: int | None = None
     """Index of its equivalence class among the candidates (None when abstaining)."""
+    confidences: tuple[float, ...] | None = field(default=None, compare=False)
+    """Per token, the model's confidence (`core.token_confidence`) when its top logprobs
+    are known: what confidence rules (DeepConf) read. Not written to JSON."""
 
     @property
     def completion_tokens(self) -> int:
@@ -51,6 +54,7 @@ class Candidate:
             finish_reason=completion.finish_reason,
             mean_logprob=completion.mean_logprob,
             sum_logprob=completion.sum_logprob,
+            confidences=token_confidences(completion.logprobs),
         )
 
     def to_dict(self) -> dict[str, Any]:

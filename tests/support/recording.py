@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ponder.backends.scripted import ScriptedBackend
-from ponder.core import Generation, Prompt, SamplingParams, TextScore, TokenCallback
+from ponder.core import (
+    Generation,
+    Prompt,
+    SamplingParams,
+    TextScore,
+    TokenCallback,
+    TokenWatch,
+)
 from ponder.usage import Usage
 
 
@@ -30,8 +37,11 @@ class Recording(ScriptedBackend):
         *,
         n: int = 1,
         on_tokens: TokenCallback | None = None,
+        watch: TokenWatch | None = None,
     ) -> Generation:
-        generation = await super().acontinue(prompt, prefixes, params, n=n, on_tokens=on_tokens)
+        generation = await super().acontinue(
+            prompt, prefixes, params, n=n, on_tokens=on_tokens, watch=watch
+        )
         self.generations.append(generation)
         self.spent += generation.usage
         return generation

@@ -37,7 +37,7 @@ import llama_cpp as L
 import numpy as np
 
 from ponder.backends._sampling import draw, token_logprobs
-from ponder.core import SamplingParams
+from ponder.core import SamplingParams, TokenLogprob, TokenWatch
 from ponder.errors import (
     BackendError,
     ConfigError,
@@ -142,6 +142,8 @@ class _Job:
     on_tokens: Callable[[int], None] | None
     groups: list[_Group] = field(default_factory=list)
     continuation: str = ""
+    watch: TokenWatch | None = None
+    """Called per sampled token; True halts that sequence (it leaves the batch at once)."""
     cancelled: bool = False
     remaining: int = 0
     fresh_tokens: int = 0
@@ -279,11 +281,15 @@ class LlamaEngine:
         loop: asyncio.AbstractEventLoop,
         on_tokens: Callable[[int], None] | None = None,
         continuation: str = "",
+        watch: TokenWatch | None = None,
     ) -> _Job:
         """Queue work; its future resolves with a list (per group) of outputs."""
         if self._closed:
             raise BackendError("the embedded model was closed")
-        job = _Job(kind, params, loop, loop.create_future(), on_tokens, continuation=continuation)
+        job = _Job(
+            kind, params, loop, loop.create_future(), on_tokens, continuation=continuation,
+            watch=watch,
+        )  # fmt: skip
         seed = params.seed if params.seed is not None else secrets.randbits(32)
         for index, (prompt, prefix) in enumerate(prompts):
             group = _Group(job, index, prompt, prefix, n, seed + index * n)
@@ -650,10 +656,20 @@ class LlamaEngine:
                     seq, "stop", stop, cut=at + (len(stop.encode()) if params.include_stop else 0)
                 )
                 return
+        watch = seq.group.job.watch
+        if watch is not None and watch(seq.group.index * seq.group.n + seq.index, self._logprob(d)):
+            self._finish(seq, "halted", None)  # freed now: the batch goes on without it
+            return
         if len(seq.tokens) >= params.max_tokens or seq.pos + 1 >= self.n_ctx:
             self._finish(seq, "length", None)
             return
         seq.pending = d.token
+
+    def _logprob(self, d: Any) -> TokenLogprob:
+        def text(token: int) -> str:
+            return self.piece(token).decode("utf-8", errors="replace")
+
+        return TokenLogprob(text(d.token), d.logprob, tuple((text(t), lp) for t, lp in d.top))
 
     def _finish(self, seq: _Seq, reason: str, stop: str | None, cut: int | None = None) -> None:
         seq.done = True

@@ -30,6 +30,7 @@ from ponder.core import (
     SamplingParams,
     TextScore,
     TokenCallback,
+    TokenWatch,
     run_sync,
 )
 from ponder.errors import ConfigError
@@ -43,6 +44,8 @@ class Capabilities:
     """Exact `ascore` of a continuation."""
     prefix_reuse: bool = False
     """Shared prefixes are decoded once (KV reuse)."""
+    halting: bool = False
+    """A `TokenWatch` can stop a sample mid-generation (its later tokens are never decoded)."""
     max_n: int = 64
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -98,8 +101,10 @@ class Backend(ABC):
         *,
         n: int = 1,
         on_tokens: TokenCallback | None = None,
+        watch: TokenWatch | None = None,
     ) -> Generation:
-        """`n` samples of one prompt; the result has a single group."""
+        """`n` samples of one prompt; the result has a single group. `watch` may stop a
+        sample mid-generation (backends with `capabilities.halting`; others refuse it)."""
 
     @abstractmethod
     async def acontinue(
@@ -110,6 +115,7 @@ class Backend(ABC):
         *,
         n: int = 1,
         on_tokens: TokenCallback | None = None,
+        watch: TokenWatch | None = None,
     ) -> Generation:
         """Continue each assistant prefix `n` times: one group per prefix, in order.
 

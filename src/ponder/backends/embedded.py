@@ -26,6 +26,7 @@ from ponder.core import (
     TextScore,
     TokenCallback,
     TokenLogprob,
+    TokenWatch,
     normalize_prompt,
 )
 from ponder.errors import ConfigError
@@ -77,6 +78,7 @@ class EmbeddedBackend(Backend):
             top_logprobs=20,
             scoring=True,
             prefix_reuse=True,
+            halting=True,
             max_n=self._engine.n_seq_max,
             extra={"context": self._engine.n_ctx},
         )
@@ -119,8 +121,9 @@ class EmbeddedBackend(Backend):
         *,
         n: int = 1,
         on_tokens: TokenCallback | None = None,
+        watch: TokenWatch | None = None,
     ) -> Generation:
-        return await self.acontinue(prompt, [""], params, n=n, on_tokens=on_tokens)
+        return await self.acontinue(prompt, [""], params, n=n, on_tokens=on_tokens, watch=watch)
 
     async def acontinue(
         self,
@@ -130,6 +133,7 @@ class EmbeddedBackend(Backend):
         *,
         n: int = 1,
         on_tokens: TokenCallback | None = None,
+        watch: TokenWatch | None = None,
     ) -> Generation:
         rendered = self._render(normalize_prompt(prompt))
         check_n(n, self.capabilities.max_n)
@@ -137,7 +141,7 @@ class EmbeddedBackend(Backend):
             raise ConfigError("acontinue needs a non-empty list of prefixes")
         started = time.perf_counter()
         outputs = await self._run(
-            "generate", [(rendered, p) for p in prefixes], params, n, on_tokens
+            "generate", [(rendered, p) for p in prefixes], params, n, on_tokens, watch=watch
         )
         groups = tuple(tuple(self._completion(o, params) for o in group) for group in outputs)
         usage = Usage.total(c.usage for group in groups for c in group)
@@ -168,9 +172,10 @@ class EmbeddedBackend(Backend):
         n: int,
         on_tokens: TokenCallback | None,
         continuation: str = "",
+        watch: TokenWatch | None = None,
     ) -> list[list[SeqOutput]]:
         loop = asyncio.get_running_loop()
-        job = self.engine.submit(kind, prompts, params, n, loop, on_tokens, continuation)
+        job = self.engine.submit(kind, prompts, params, n, loop, on_tokens, continuation, watch)
         try:
             return await asyncio.shield(job.future)
         except asyncio.CancelledError:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import random
 import re
@@ -44,6 +45,7 @@ from ponder.core import (
     TextScore,
     TokenCallback,
     TokenLogprob,
+    TokenWatch,
     normalize_prompt,
 )
 from ponder.errors import (
@@ -90,7 +92,12 @@ class OpenAIBackend(Backend):
         self.max_retries = max_retries
         self.backoff = backoff
         self.capabilities = Capabilities(
-            logprobs=True, top_logprobs=20, scoring=True, prefix_reuse=False, max_n=max_n
+            logprobs=True,
+            top_logprobs=20,
+            scoring=True,
+            prefix_reuse=False,
+            max_n=max_n,
+            halting=True,
         )
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._max_concurrency = max_concurrency
@@ -135,8 +142,9 @@ class OpenAIBackend(Backend):
         *,
         n: int = 1,
         on_tokens: TokenCallback | None = None,
+        watch: TokenWatch | None = None,
     ) -> Generation:
-        return await self.acontinue(prompt, [""], params, n=n, on_tokens=on_tokens)
+        return await self.acontinue(prompt, [""], params, n=n, on_tokens=on_tokens, watch=watch)
 
     async def acontinue(
         self,
@@ -146,6 +154,7 @@ class OpenAIBackend(Backend):
         *,
         n: int = 1,
         on_tokens: TokenCallback | None = None,
+        watch: TokenWatch | None = None,
     ) -> Generation:
         normalized = normalize_prompt(prompt)
         check_n(n, self.capabilities.max_n)
@@ -154,12 +163,17 @@ class OpenAIBackend(Backend):
         started = time.perf_counter()
         # prefix j draws its samples from seed + j * n, sample i of it from + i (as the
         # embedded engine does): resampled copies of one prefix must not repeat each other
-        groups = await asyncio.gather(
-            *(
+        if watch is None:
+            runs = [
                 self._group(normalized, prefix, _with_seed(params, j * n), n, on_tokens)
                 for j, prefix in enumerate(prefixes)
-            )
-        )
+            ]
+        else:
+            runs = [
+                self._watched(normalized, prefix, _with_seed(params, j * n), n, j * n, watch)
+                for j, prefix in enumerate(prefixes)
+            ]
+        groups = await asyncio.gather(*runs)
         usage = Usage.total(c.usage for group in groups for c in group)
         calls = sum(getattr(group, "calls", 1) for group in groups)
         return Generation(
@@ -246,9 +260,126 @@ class OpenAIBackend(Backend):
         _report(on_tokens, group)
         return group
 
+    async def _watched(
+        self,
+        prompt: NormalizedPrompt,
+        prefix: str,
+        params: SamplingParams,
+        n: int,
+        first: int,
+        watch: TokenWatch,
+    ) -> _Group:
+        """`n` samples streamed one request each, so a sample the watch halts is cancelled
+        alone: the stream is closed at that token and the server stops generating it."""
+        streams = await asyncio.gather(
+            *(
+                self._stream(prompt, prefix, _with_seed(params, i), first + i, watch)
+                for i in range(n)
+            )
+        )
+        # a halted stream never gets the usage chunk: its prompt cost as its siblings'
+        prompt_tokens = max((s.usage.prompt_tokens for s in streams), default=0)
+        group = _Group(
+            s
+            if s.usage.prompt_tokens or not prompt_tokens
+            else dataclasses.replace(
+                s,
+                usage=Usage.for_tokens(
+                    prompt=prompt_tokens, completion=s.num_tokens, parameters=self.parameters
+                ),
+            )
+            for s in streams
+        )
+        group.calls = n
+        return group
+
+    async def _stream(
+        self,
+        prompt: NormalizedPrompt,
+        prefix: str,
+        params: SamplingParams,
+        index: int,
+        watch: TokenWatch,
+    ) -> Completion:
+        path, body = self._body(prompt, prefix, dataclasses.replace(params, logprobs=True), 1)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        client, gate = self._session()
+        text: list[str] = []
+        tokens: list[TokenLogprob] = []
+        finish, stop, usage_data = "stop", None, {}
+        try:
+            async with gate, client.stream("POST", self.base_url + path, json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise UpstreamError(
+                        f"{self.where + path} answered {response.status_code}: "
+                        f"{_message(response)}",
+                        status=response.status_code,
+                    )
+                async for line in response.aiter_lines():
+                    data = line.removeprefix("data:").strip()
+                    if not line.startswith("data:") or not data or data == "[DONE]":
+                        continue
+                    chunk = json.loads(data)
+                    usage_data = chunk.get("usage") or usage_data
+                    for choice in chunk.get("choices") or ():
+                        text.append(_delta_text(choice))
+                        for token in _choice_logprobs(choice) or ():
+                            tokens.append(token)
+                            if watch(index, token):
+                                finish = "halted"
+                                break
+                        if finish == "halted":
+                            break
+                        if choice.get("finish_reason") == "length":
+                            finish = "length"
+                        stop_reason = choice.get("stop_reason")
+                        if isinstance(stop_reason, str) and stop_reason in params.stop:
+                            stop = stop_reason
+                    if finish == "halted":
+                        # the text up to the halting token; leaving the block closes the
+                        # stream, and the server stops generating the sample
+                        text = [t.token for t in tokens]
+                        break
+        except httpx.TimeoutException:
+            raise BackendTimeoutError(
+                f"{self.where + path} did not answer within {self.timeout:g} s"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise BackendUnavailableError(
+                f"cannot reach {self.where + path} ({type(exc).__name__}); is the server running?"
+            ) from None
+        except ValueError:
+            raise BackendError(
+                f"{self.where + path} sent a stream chunk that is not JSON"
+            ) from None
+        usage = Usage.for_tokens(
+            prompt=int(usage_data.get("prompt_tokens") or 0),
+            completion=len(tokens) or int(usage_data.get("completion_tokens") or 0),
+            parameters=self.parameters,
+        )
+        return Completion(
+            "".join(text),
+            finish,  # type: ignore[arg-type]
+            usage,
+            logprobs=tuple(tokens) if params.logprobs else None,
+            stop=stop,
+        )
+
     async def _request(
         self, prompt: NormalizedPrompt, prefix: str, params: SamplingParams, n: int
     ) -> _Group:
+        path, body = self._body(prompt, prefix, params, n)
+        reply, calls = await self._post(path, body)
+        group = _Group(self._parse(reply, params))
+        group.calls = calls
+        return group
+
+    def _body(
+        self, prompt: NormalizedPrompt, prefix: str, params: SamplingParams, n: int
+    ) -> tuple[str, dict[str, Any]]:
+        """The endpoint and JSON body of a request for `n` samples."""
         body: dict[str, Any] = {"max_tokens": params.max_tokens, "temperature": params.temperature}
         if self.model:
             body["model"] = self.model
@@ -283,10 +414,7 @@ class OpenAIBackend(Backend):
                 body["logprobs"] = True
                 if params.top_logprobs:
                     body["top_logprobs"] = params.top_logprobs
-        reply, calls = await self._post(path, body)
-        group = _Group(self._parse(reply, params))
-        group.calls = calls
-        return group
+        return path, body
 
     def _parse(self, reply: Any, params: SamplingParams) -> list[Completion]:
         try:
@@ -397,6 +525,13 @@ def _with_seed(params: SamplingParams, offset: int) -> SamplingParams:
 def _report(on_tokens: TokenCallback | None, group: Sequence[Completion]) -> None:
     if on_tokens is not None:
         on_tokens(sum(c.num_tokens for c in group))
+
+
+def _delta_text(choice: dict[str, Any]) -> str:
+    """The text of one streamed chunk's choice (chat delta or completion text)."""
+    if "delta" in choice:
+        return (choice["delta"] or {}).get("content") or ""
+    return choice.get("text") or ""
 
 
 def _choice_text(choice: dict[str, Any]) -> str:

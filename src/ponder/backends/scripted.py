@@ -29,6 +29,7 @@ from ponder.core import (
     TextScore,
     TokenCallback,
     TokenLogprob,
+    TokenWatch,
     normalize_prompt,
 )
 from ponder.errors import ConfigError, ContextOverflowError
@@ -94,7 +95,11 @@ class ScriptedBackend(Backend):
         self.parameters = parameters
         self.model_id = model_id
         self.capabilities = Capabilities(
-            logprobs=logprobs, top_logprobs=5 if logprobs else 0, scoring=scoring, max_n=max_n
+            logprobs=logprobs,
+            top_logprobs=20 if logprobs else 0,
+            scoring=scoring,
+            max_n=max_n,
+            halting=True,
         )
         self.requests: list[ScriptedRequest] = []
         """Every request seen, in order (for assertions in tests)."""
@@ -128,8 +133,9 @@ class ScriptedBackend(Backend):
         *,
         n: int = 1,
         on_tokens: TokenCallback | None = None,
+        watch: TokenWatch | None = None,
     ) -> Generation:
-        return await self.acontinue(prompt, [""], params, n=n, on_tokens=on_tokens)
+        return await self.acontinue(prompt, [""], params, n=n, on_tokens=on_tokens, watch=watch)
 
     async def acontinue(
         self,
@@ -139,13 +145,14 @@ class ScriptedBackend(Backend):
         *,
         n: int = 1,
         on_tokens: TokenCallback | None = None,
+        watch: TokenWatch | None = None,
     ) -> Generation:
         normalized = normalize_prompt(prompt)
         check_n(n, self.capabilities.max_n)
         if not prefixes:
             raise ConfigError("acontinue needs at least one prefix")
         groups = []
-        for prefix in prefixes:
+        for g, prefix in enumerate(prefixes):
             text = render(normalized, prefix)
             prompt_tokens = len(tokenize(text))
             if prompt_tokens >= self._context_tokens:
@@ -156,7 +163,9 @@ class ScriptedBackend(Backend):
             for index in range(n):
                 request = ScriptedRequest(text, normalized, prefix, index, params)
                 self.requests.append(request)
-                completion = self._complete(request, prompt_tokens if index == 0 else 0)
+                completion = self._complete(
+                    request, prompt_tokens if index == 0 else 0, watch, g * n + index
+                )
                 if on_tokens:
                     on_tokens(completion.num_tokens)
                 group.append(completion)
@@ -164,7 +173,13 @@ class ScriptedBackend(Backend):
         usage = Usage.total(c.usage for c in itertools.chain(*groups))
         return Generation(tuple(groups), usage + Usage(calls=1))
 
-    def _complete(self, request: ScriptedRequest, prompt_tokens: int) -> Completion:
+    def _complete(
+        self,
+        request: ScriptedRequest,
+        prompt_tokens: int,
+        watch: TokenWatch | None = None,
+        slot: int = 0,
+    ) -> Completion:
         reply = self._rule(request)
         text, logprob = reply if isinstance(reply, tuple) else (reply, self._token_logprob)
         params = request.params
@@ -177,6 +192,12 @@ class ScriptedBackend(Backend):
         if len(tokens) > params.max_tokens:
             tokens, finish, stop = tokens[: params.max_tokens], "length", None
             text = "".join(tokens)
+        if watch is not None:
+            for i, token in enumerate(tokens):
+                if watch(slot, TokenLogprob(token, logprob, ((token, logprob),))):
+                    tokens, finish, stop = tokens[: i + 1], "halted", None
+                    text = "".join(tokens)
+                    break
         logprobs = tuple(TokenLogprob(t, logprob) for t in tokens) if params.logprobs else None
         usage = Usage.for_tokens(
             prompt=prompt_tokens, completion=len(tokens), parameters=self.parameters

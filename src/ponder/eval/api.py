@@ -202,9 +202,12 @@ class Evaluation:
         request = self.request(sampling, names)
         names = request.scorers_needed()
         scorers = [self._scorer(x, backend) for x in names]
-        sampling = dataclasses.replace(
-            sampling, top_logprobs=max([s.top_logprobs for s in scorers] + [config.top_logprobs])
+        reading = [spec.strategy_class for _, _, spec in request.specs()]
+        confidences = max(
+            [getattr(cls, "top_k", 0) for cls in reading if cls.reads_confidences] + [0]
         )
+        top = max([s.top_logprobs for s in scorers] + [config.top_logprobs, confidences])
+        sampling = dataclasses.replace(sampling, top_logprobs=top)
         request = dataclasses.replace(request, scorers=names, sampling=sampling)
         lines = build_lines(request, backend)
         baseline = self._baseline(lines)
@@ -223,7 +226,7 @@ class Evaluation:
                 run=run, questions=self.dataset.questions, n=config.n, sampling=sampling,
                 seed=config.seed, scorers=scorers, live=lines.jobs,
                 max_tokens_total=config.max_tokens_total, max_seconds=config.max_seconds,
-                concurrency=config.concurrency,
+                concurrency=config.concurrency, confidences=confidences,
             )  # fmt: skip
             collector = Collector(
                 store, backend, task, plan, on_question=on_question, on_tokens=on_tokens

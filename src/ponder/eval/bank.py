@@ -153,6 +153,9 @@ class Sample:
     """Alternatives kept per token (-1: no token logprobs were returned)."""
     logprobs: tuple[TokenLogprob, ...] | None = None
     """Loaded only on request (`SampleBank.samples(..., logprobs=True)`)."""
+    confidences: tuple[float, ...] | None = None
+    """Per-token confidences (`core.token_confidences`), kept instead of the logprobs when a
+    replayed strategy reads them."""
     scores: Mapping[str, float] = field(default_factory=dict)
     """Scorer name -> score (NaN when the scorer could not judge it)."""
     score_usage: Mapping[str, Usage] = field(default_factory=dict)
@@ -177,6 +180,7 @@ class Sample:
             sum_logprob=self.sum_logprob,
             scores=dict(self.scores),
             cluster=cluster,
+            confidences=self.confidences,
         )
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from ponder import seeds
 from ponder.backends.base import Backend
-from ponder.core import SamplingParams, TokenCallback
+from ponder.core import SamplingParams, TokenCallback, token_confidences
 from ponder.errors import DataError
 from ponder.eval.bank import Sample, SampleBank, StoredResult
 from ponder.eval.question import Question
@@ -65,6 +65,9 @@ class Plan:
     max_tokens_total: int | None = None
     max_seconds: float | None = None
     concurrency: int = 1
+    confidences: int = 0
+    """> 0: a replayed strategy reads token confidences over this many top alternatives;
+    they are computed from the stored logprobs (which must hold that many)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,15 +233,29 @@ class Collector:
 
     def stored(self, question: Question, *, logprobs: bool = False) -> list[Sample]:
         """Samples 0..n-1 of the question that are in the bank, their answers extracted
-        again by the task (an improved extractor applies to old samples too)."""
-        stored = self.bank.samples(self.plan.run, question, logprobs=logprobs)
-        return [
-            dataclasses.replace(
-                s, answer=self.task.extract(s.text, complete=s.finish_reason != "length")
-            )
-            for s in stored
-            if s.idx < self.plan.n
-        ]
+        again by the task (an improved extractor applies to old samples too), with their
+        token confidences when a strategy reads them."""
+        top = self.plan.confidences
+        stored = self.bank.samples(self.plan.run, question, logprobs=logprobs or bool(top))
+        out = []
+        for s in stored:
+            if s.idx >= self.plan.n:
+                continue
+            answer = self.task.extract(s.text, complete=s.finish_reason != "length")
+            if top:
+                if 0 <= s.top_logprobs < top:
+                    raise DataError(
+                        f"a replayed strategy reads {top} top logprobs per token, but sample "
+                        f"{s.idx} of {question.id!r} was stored with {s.top_logprobs}; draw a "
+                        f"new bank with --top-logprobs {top}"
+                    )
+                s = dataclasses.replace(
+                    s,
+                    confidences=token_confidences(s.logprobs),
+                    logprobs=s.logprobs if logprobs else None,
+                )
+            out.append(dataclasses.replace(s, answer=answer))
+        return out
 
     async def run_live(self, question: Question) -> dict[tuple[str, int], StoredResult]:
         found: dict[tuple[str, int], StoredResult] = {}

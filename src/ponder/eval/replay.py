@@ -155,15 +155,27 @@ def _pool(data: QuestionData, task: Task, scorers: Sequence[str]) -> _Pool:
     )
 
 
-def _cost(pool: _Pool, used: Sequence[Sequence[int]], scorer: str | None) -> Cost:
-    """Mean over the subsets of what the samples each one used cost, the prompt once."""
+Used = tuple[tuple[int, ...], tuple[int, ...]]
+"""The samples one decision read, and the completion tokens each cost when the strategy
+halted some mid-generation (empty: each its full length)."""
+
+
+def _cost(pool: _Pool, used: Sequence[Used], scorer: str | None) -> Cost:
+    """Mean over the subsets of what the samples each one used cost, the prompt once (a
+    halted sample: its tokens up to the halt, and that share of its seconds)."""
     count = len(used)
-    completion = sum(float(pool.completion[list(u)].sum()) for u in used) / count
-    seconds = sum(float(pool.seconds[list(u)].sum()) for u in used) / count
+    completion = seconds = 0.0
+    for indices, tokens in used:
+        full = pool.completion[list(indices)]
+        spent = np.asarray(tokens, dtype=float) if tokens else full
+        completion += float(spent.sum())
+        share = np.divide(spent, full, out=np.ones_like(spent), where=full > 0)
+        seconds += float((pool.seconds[list(indices)] * share).sum())
+    completion, seconds = completion / count, seconds / count
     extra = Cost()
     if scorer is not None:
         costs = pool.scoring[scorer]
-        picked = [costs[i] for u in used for i in u]
+        picked = [costs[i] for u, _ in used for i in u]
         extra = Cost(
             prompt=sum(c.prompt for c in picked) / count,
             cached=sum(c.cached for c in picked) / count,
@@ -174,7 +186,7 @@ def _cost(pool: _Pool, used: Sequence[Sequence[int]], scorer: str | None) -> Cos
         )
     decoded = pool.prompt - pool.cached + completion
     return Cost(
-        samples=sum(len(u) for u in used) / count,
+        samples=sum(len(u) for u, _ in used) / count,
         prompt=pool.prompt + extra.prompt,
         cached=pool.cached + extra.cached,
         completion=completion + extra.completion,
@@ -230,11 +242,11 @@ def replay(
                 assert isinstance(line.strategy, SampleStrategy)
                 rng = seeds.rng(seed, "select", qid, k, line.label)
                 hits = 0.0
-                used: list[tuple[int, ...]] = []
+                used: list[Used] = []
                 for pick, stream in zip(picks, streams, strict=True):
                     chosen = line.strategy.decide(stream, rng)
                     hits += chosen.chosen is not None and bool(pool.right[pick[chosen.chosen]])
-                    used.append(pick[: chosen.used])
+                    used.append((pick[: chosen.used], chosen.tokens))
                 cell.add(qid, hits / len(picks), _cost(pool, used, line.scorer))
     return cells
 

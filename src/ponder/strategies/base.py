@@ -25,13 +25,21 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from ponder import seeds
 from ponder.backends.base import Backend
-from ponder.core import Completion, Generation, Prompt, SamplingParams, TokenCallback, run_sync
+from ponder.core import (
+    Completion,
+    Generation,
+    Prompt,
+    SamplingParams,
+    TokenCallback,
+    TokenWatch,
+    run_sync,
+)
 from ponder.errors import BudgetError, ConfigError, UnsupportedError
 from ponder.registry import Registry
 from ponder.result import Candidate, Node, Result, Trace, Vote
@@ -105,6 +113,9 @@ class Selection:
     """Samples the decision read (an early stop reads fewer than were offered)."""
     stop: str | None = None
     """Why the strategy stopped drawing before its budget, if it did."""
+    tokens: tuple[int, ...] = ()
+    """Completion tokens each used sample cost, when a strategy halted some of them
+    mid-generation (empty: each cost what it was drawn with)."""
 
 
 def default_task() -> Task:
@@ -129,6 +140,8 @@ class Strategy(ABC):
     summary: ClassVar[str] = ""
     kind: ClassVar[Kind] = Kind.SEQUENTIAL
     needs_scorer: ClassVar[bool] = False
+    reads_confidences: ClassVar[bool] = False
+    """Reads each candidate's token confidences (so a replay loads the stored logprobs)."""
 
     task: Task = field(default_factory=default_task)
     scorer: Scorer | None = None
@@ -210,9 +223,11 @@ class Run:
             self._sampler = Sampler(self.backend, self.prompt, params, seed, self.on_tokens)
         return self._sampler
 
-    async def sample(self, params: SamplingParams, count: int) -> list[Completion]:
-        """The next `count` samples of the question's prompt."""
-        completions, usage = await self.sampler(params).next(count)
+    async def sample(
+        self, params: SamplingParams, count: int, watch: TokenWatch | None = None
+    ) -> list[Completion]:
+        """The next `count` samples of the question's prompt (`watch` may halt them)."""
+        completions, usage = await self.sampler(params).next(count, watch)
         self.usage += usage
         return completions
 
@@ -266,7 +281,12 @@ class Run:
         """Candidates of completions: answers extracted, equivalent answers clustered."""
         task = self.strategy.task
         made = [
-            Candidate.from_completion(c, task.extract(c.text, complete=c.finish_reason != "length"))
+            Candidate.from_completion(
+                c,
+                None  # a halted sample was stopped for lack of confidence: it gives no answer
+                if c.finish_reason == "halted"
+                else task.extract(c.text, complete=c.finish_reason != "length"),
+            )
             for c in completions
         ]
         labels = task.cluster([c.answer for c in made])
@@ -356,6 +376,12 @@ class SampleStrategy(Strategy):
         del candidates
         return None
 
+    def halting(self, candidates: Sequence[Candidate]) -> Halting | None:
+        """The rule that may halt the samples of the next batch mid-generation, given the
+        samples so far (None: none; the default)."""
+        del candidates
+        return None
+
     def sampling_params(self) -> SamplingParams:
         """What to ask the backend for: logprobs when the scorer reads them."""
         params = self.sampling
@@ -381,16 +407,25 @@ class SampleStrategy(Strategy):
         """The strategy on samples already drawn, in the order they were drawn (what replay
         calls): the stopping rule sees them a batch at a time, and the selection reads only
         the samples before the stop."""
-        used, stop = len(candidates), None
+        drawn = list(candidates)
+        used, stop, halted = len(drawn), None, False
         seen = 0
-        for size in self.batches(len(candidates)):
+        for size in self.batches(len(drawn)):
+            rule = self.halting(drawn[:seen])
+            if rule is not None:
+                for i in range(seen, seen + size):
+                    at = rule.halts(drawn[i].confidences or ())
+                    if at is not None:
+                        drawn[i] = halted_copy(drawn[i], at + 1)
+                        halted = True
             seen += size
-            stop = self.settled(candidates[:seen])
+            stop = self.settled(drawn[:seen])
             if stop is not None:
                 used = seen
                 break
-        selection = self.select(candidates[:used], rng)
-        return dataclasses.replace(selection, used=used, stop=stop)
+        selection = self.select(drawn[:used], rng)
+        tokens = tuple(c.completion_tokens for c in drawn[:used]) if halted else ()
+        return dataclasses.replace(selection, used=used, stop=stop, tokens=tokens)
 
     async def arun(
         self, question: str, backend: Backend, *, on_tokens: TokenCallback | None = None
@@ -415,7 +450,8 @@ class SampleStrategy(Strategy):
                         f"{len(completions)} samples ({run.usage.decoded_tokens} tokens decoded)"
                     )
                     break
-            fresh = await run.sample(params, size)
+            rule = self.halting(candidates)
+            fresh = await run.sample(params, size, rule.watch() if rule is not None else None)
             completions += fresh
             scores += await run.scores(fresh)
             candidates = run.candidates(completions, scores)
@@ -448,6 +484,32 @@ class SampleStrategy(Strategy):
         sampler = run.sampler(params)
         each = max(sampler.usage.completion_tokens / drawn, 1.0)
         return math.floor((left - sampler.last_prompt_cost) / each)
+
+
+class Halting(Protocol):
+    """A rule that halts a sample mid-generation: the same rule, live (`watch`, fed every
+    token as it is sampled) and in replay (`halts`, fed a stored sample's confidences), so
+    a replay halts exactly where a live run does."""
+
+    def watch(self) -> TokenWatch:
+        """A fresh per-call watch (it keeps state per sample index)."""
+
+    def halts(self, confidences: Sequence[float]) -> int | None:
+        """The index of the token at which the rule halts a sample, if it does."""
+
+
+def halted_copy(candidate: Candidate, tokens: int) -> Candidate:
+    """A stored candidate as a live run that halted it after `tokens` tokens would have it:
+    no answer, and only those tokens spent."""
+    full = max(candidate.completion_tokens, 1)
+    usage = dataclasses.replace(
+        candidate.usage,
+        completion_tokens=min(tokens, candidate.completion_tokens),
+        seconds=candidate.usage.seconds * min(tokens, full) / full,
+    )
+    return dataclasses.replace(
+        candidate, answer=None, cluster=None, finish_reason="halted", usage=usage
+    )
 
 
 def vote_table(

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Sequence
 
 from ponder.backends.base import Backend
-from ponder.core import Completion, Prompt, SamplingParams, TokenCallback
+from ponder.core import Completion, Prompt, SamplingParams, TokenCallback, TokenLogprob, TokenWatch
 from ponder.usage import Usage
 
 
@@ -50,25 +50,36 @@ class Sampler:
         """Prompt tokens the last call had to decode (few when the backend reuses its KV)."""
 
     async def calls(
-        self, indices: Sequence[int]
+        self, indices: Sequence[int], watch: TokenWatch | None = None
     ) -> AsyncIterator[tuple[int, list[Completion], Usage]]:
         """Draw the samples with these indices, one backend call at a time: yields the first
-        index of the call, its completions in order, and what the call cost."""
+        index of the call, its completions in order, and what the call cost. `watch` sees
+        each token with the sample's own index (not its place in the call)."""
         for start, count in calls(indices, self.backend.capabilities.max_n):
             params = dataclasses.replace(self.params, seed=self.base_seed + start)
+            shifted = None if watch is None else _shift(watch, start)
             generation = await self.backend.agenerate(
-                self.prompt, params, n=count, on_tokens=self.on_tokens
+                self.prompt, params, n=count, on_tokens=self.on_tokens, watch=shifted
             )
             self.usage += generation.usage
             self.last_prompt_cost = generation.usage.decoded_prompt_tokens
             yield start, list(generation.completions), generation.usage
 
-    async def next(self, count: int) -> tuple[list[Completion], Usage]:
+    async def next(
+        self, count: int, watch: TokenWatch | None = None
+    ) -> tuple[list[Completion], Usage]:
         """The next `count` samples (after the ones this sampler drew) and their cost."""
         completions: list[Completion] = []
         spent = Usage()
-        async for _, drawn, usage in self.calls(range(self.drawn, self.drawn + count)):
+        async for _, drawn, usage in self.calls(range(self.drawn, self.drawn + count), watch):
             completions += drawn
             spent += usage
         self.drawn += count
         return completions, spent
+
+
+def _shift(watch: TokenWatch, start: int) -> TokenWatch:
+    def shifted(index: int, token: TokenLogprob) -> bool:
+        return watch(start + index, token)
+
+    return shifted
