@@ -4,6 +4,7 @@ decides and costs what the live run did, and halted traces are never decoded fur
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import Counter
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
+from ponder.backends.base import Backend
 from ponder.backends.scripted import ScriptedBackend, ScriptedRequest
 from ponder.core import SamplingParams
 from ponder.errors import ConfigError, UnsupportedError
@@ -228,3 +230,46 @@ def test_every_k_subset_order_is_the_order_drawn() -> None:
     assert len(list(itertools.combinations(range(4), 2))) == len(
         subsets(4, 2, 64, np.random.default_rng(0))
     )
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("adaptive-consistency", {"batch_size": 4}),
+        ("esc", {"window": 4}),
+        ("deepconf", {"window": 8, "keep": 0.75, "warmup": 4, "consensus": 0.95}),
+    ],
+)
+def test_replay_of_a_live_runs_draws_decides_as_it_did(
+    embedded_backend: Backend, name: str, options: dict[str, object]
+) -> None:
+    """On the real model, with the engine halting traces for real: the rule replayed on what
+    the live run drew (a halted trace as far as it got) decides the same answer, stops at the
+    same sample and costs the same tokens.
+
+    Replaying a bank drawn in other batches is not compared sample by sample: the embedded
+    engine's batched decoding rounds differently when other sequences share the batch (a
+    sequence's KV cells land elsewhere), so the same seeds drawn 4 at a time and 16 at a time
+    give the same distribution, not the same texts."""
+    question = "Ann has 3 red and 4 blue pens. She buys 5 more pens. How many pens has she?"
+    sampling = SamplingParams(max_tokens=40, temperature=0.8)
+    spec = StrategySpec(name, samples=8, options=options, sampling=sampling, seed=11)
+    strategy = spec.build(embedded_backend)
+    assert isinstance(strategy, SampleStrategy)
+    live = strategy.run(question, embedded_backend)
+    assert all(c.confidences is not None for c in live.candidates) or name != "deepconf"
+
+    stored = [dataclasses.replace(c, cluster=None) for c in live.candidates]
+    labels = TASK.cluster([c.answer for c in stored])
+    stored = [dataclasses.replace(c, cluster=k) for c, k in zip(stored, labels, strict=True)]
+    replayed = strategy.decide(stored, np.random.default_rng(0))
+    assert (replayed.answer, replayed.used, replayed.stop) == (
+        live.answer, live.trace.used, live.trace.stop,
+    )  # fmt: skip
+    spent = replayed.tokens or tuple(c.completion_tokens for c in stored[: replayed.used])
+    assert sum(spent) == live.usage.completion_tokens
+    if name == "deepconf":
+        halted = [c for c in live.candidates if c.finish_reason == "halted"]
+        # a halted trace stopped decoding at the token its window fell below the threshold
+        assert all(c.completion_tokens < 40 and c.answer is None for c in halted)
