@@ -80,7 +80,10 @@ EQUIVALENT = [
     ("(1,2)", "(1, 2)"),
     ("10\\text{ cm}", "10"),
     ("50\\%", "50"),
-    ("50%", "0.5"),  # math-verify's rule: a percentage equals its value and its fraction
+    ("50%", "50"),  # a percentage is its number of percent (GSM8K's gold for "what percent")
+    ("5%", "5.0%"),
+    ("50 percent", "50%"),
+    ("12.5\\%", "25/2"),
     ("2\\pi", "2 \\pi"),
     ("1/3", "\\frac{1}{3}"),
     ("\u22125", "-5"),
@@ -89,6 +92,22 @@ EQUIVALENT = [
     ("\\frac12", "0.5"),
     ("1.000", "1"),
     ("\\text{(C)}", "(C)"),
+    ("3 1/2", "3.5"),  # mixed numbers
+    ("3 and 1/2", "7/2"),
+    ("3\\frac{1}{2}", "3.5"),
+    ("-2 1/4", "-2.25"),
+    ("2.5 million", "2500000"),
+    ("10:30", "10:30 AM"),  # clock times
+    ("10:30 PM", "22:30"),
+    ("7 pm", "19:00"),
+    ("\\log_2 8", "3"),  # a constant sympy leaves unevaluated
+    ("\\sqrt{4}", "2"),
+    ("2\\sqrt{3}", "\\sqrt{12}"),
+    ("(x+1)^2", "x^2 + 2x + 1"),  # one rational function in lowest terms
+    ("\\sin^2 x + \\cos^2 x", "\\cos^2 x + \\sin^2 x"),
+    ("\\{2, 1\\}", "\\{1,2\\}"),  # a set
+    ("(1,000, 2)", "(1000,2)"),
+    ("\\text{Evelyn}", "evelyn"),
 ]
 NOT_EQUIVALENT = [
     ("3", "4"),
@@ -102,6 +121,20 @@ NOT_EQUIVALENT = [
     ("1,2", "12"),  # not a thousands separator
     ("\\text{A}", "\\text{B}"),
     ("1e3", "1001"),
+    ("50%", "0.5"),  # one canonical value per answer: 50% is 50, so not 0.5 (50 is not 0.5)
+    ("10:30", "10"),  # math-verify reads 10:30 as 10
+    ("10:30", "1030"),
+    ("10:30 AM", "10:30 PM"),
+    ("3 1/2", "1"),  # and 3 1/2 as 1/2 or 1
+    ("3 1/2", "3"),
+    ("6 - 5i", "5"),  # and 6 - 5i as 5
+    ("(1, 2)", "2"),
+    ("(1,2)", "[1,2)"),
+    ("(3,2)", "(5,4)"),  # as intervals both would be empty
+    ("Evelyn", "Levyne"),  # as products of symbols they would be equal
+    ("\\pi", "3.14"),
+    ("2\\sqrt{3}", "3.464"),
+    ("N", "n + 1"),
 ]
 
 
@@ -117,6 +150,13 @@ def test_not_equivalent(a: str, b: str) -> None:
     assert not TASK.equivalent(b, a)
 
 
+def test_equivalence_is_transitive_for_percentages() -> None:
+    # before: 50% = 50 and 50% = 0.5 but 50 != 0.5, so the clusters followed sample order
+    assert TASK.cluster(["50%", "50", "0.5"]) == [0, 0, 1]
+    assert TASK.cluster(["0.5", "50%", "50"]) == [0, 1, 1]
+    assert TASK.cluster(["50", "0.5", "50%"]) == [0, 1, 0]
+
+
 def test_cluster_groups_equivalent_spellings_and_skips_abstentions() -> None:
     labels = TASK.cluster(["18", "18.0", "$18", None, "17", "1/2", "0.5", None, "\\frac{1}{2}"])
     assert labels == [0, 0, 0, None, 1, 2, 2, None, 2]
@@ -129,6 +169,15 @@ def test_correctness_against_gold() -> None:
     assert TASK.is_correct("x = 5", "5")
     assert not TASK.is_correct(None, "0")
     assert not TASK.is_correct("17", "18")
+    # "What percentage ...?": GSM8K's gold is the number of percent
+    assert TASK.is_correct("25%", "25")
+    assert TASK.is_correct("25.0\\%", "25")
+    assert not TASK.is_correct("0.25", "25")
+    assert not TASK.is_correct("25%", "0.25")
+    assert TASK.is_correct("3 1/2", "3.5")
+    assert not TASK.is_correct("10:30", "10")
+    assert TASK.is_correct("x^2+2x+1", "(x+1)^2")
+    assert TASK.is_correct("\\frac{x+2}{3}", "\\frac{x}{3} + \\frac{2}{3}")
 
 
 def test_cluster_of_64_answers_is_fast() -> None:
