@@ -131,6 +131,15 @@ CASES = [
     # a remainder after anything but one whole division is not checked
     ("2 + 21 / 4 = 7 remainder 1", []),
     ("12 24/2 = 12", [True]),  # an improper fraction after a number is no mixed number
+    # as the bank's samples write them (Qwen2.5-Coder-0.5B on GSM8K)
+    ("   - 3 dozen donuts = 3 * 12 = 36 donuts", [True]),  # a bullet, not a minus
+    ("   - $5,000 \\times 0.025 = $1250", [False]),
+    ("\\[ d_3 = 0.30 \\times 180 = 54 \\]", [True]),  # a subscript, not "3 = 0.30 * 180"
+    (
+        "\\[ \\text{Distance}_1 = 3 \\text{ hours} \\times 40 \\text{ mph} = 120 \\text{ mi} \\]",
+        [True],
+    ),
+    ("\\[ x - \\frac{7}{6} = \\frac{3}{6}x - \\frac{7}{6} \\]", []),  # algebra
     # nothing to check
     ("x = 5", []),
     ("She has 3 apples and 4 pears.", []),

@@ -66,6 +66,10 @@ _LATEX_SYMBOLS = {
 }  # fmt: skip
 _LATEX_THOUSANDS = re.compile(r"(?<=\d)\\[,;: ](?=\d{3}\b)")
 _LATEX_OTHER = re.compile(r"\\[A-Za-z]+|\\.")
+_SUBSCRIPT = re.compile(r"(?<=[A-Za-z}])_(?:\{[^{}]*\}|[A-Za-z0-9])")
+"""`d_2`, `\\text{Distance}_1`, `x_{12}`: part of a name, not a number."""
+_BULLET = re.compile(r"^[ \t]*[-*•][ \t]+", re.MULTILINE)
+"""A list bullet (`- 3 dozen = 36`): not a minus sign."""
 _MIXED = re.compile(r"(?<![\d.,/])(\d+)\s+(?:and\s+)?(\d+)\s*/\s*(\d+)(?![\d.,/])")
 """A mixed number, `3 1/2` or `1 and 1/4` (a proper fraction after a whole number)."""
 
@@ -250,6 +254,8 @@ class _Parser:
 
 
 def _plain(text: str) -> str:
+    text = _SUBSCRIPT.sub("", text)
+    text = _BULLET.sub("\n", text)
     text = _LATEX_WORD.sub(r" \1 ", text)
     for _ in range(4):  # nested fractions, innermost first
         text, count = _LATEX_FRAC.subn(r"((\1)/(\2))", text)
@@ -327,6 +333,10 @@ def _is_value(token: _Tok | None) -> bool:
     return token is not None and (token.kind == "num" or token.text == ")")
 
 
+def _starts_value(token: _Tok | None) -> bool:
+    return token is not None and (token.kind in ("num", "word") or token.text == "(")
+
+
 @dataclass(slots=True)
 class _Run:
     """A stretch of arithmetic split at its equals signs."""
@@ -352,8 +362,11 @@ class _Reader:
     * up to three words after a value are its unit (`20 total gnomes - 12 gnomes = 8`)
       when the arithmetic goes on after them, and so is a word glued after a slash
       (`$10/hour * 8 hours`: a rate, not a division);
-    * a single letter glued to a number is a variable (`6W / 6`, `11x+15`): that part is
-      algebra, not arithmetic, and is not checked;
+    * a single letter glued to a number or a bracket is a variable (`6W / 6`, `11x+15`,
+      `(3/6)x`), and so is `x` before an operator: that part is algebra, not arithmetic,
+      and is not checked;
+    * a subscript is part of a name (`d_2 = 3 * 60`), a bullet at the start of a line is
+      no minus sign (`- 3 dozen = 36`);
     * any other word ends the run.
     """
 
@@ -403,8 +416,10 @@ class _Reader:
 
     def word(self, i: int, token: _Tok, part: list[_Tok], prev: _Tok | None) -> int:
         word, nxt = token.text, self.peek(i + 1)
-        glued = not token.spaced and prev is not None and prev.kind == "num"
-        times = word in _TIMES_WORDS and _is_value(prev)
+        glued = not token.spaced and _is_value(prev)
+        # `x` multiplies a value by a value (`5 x 3`, `2 x (3 + 1)`); before an operator it
+        # is a variable (`\\frac{3}{6}x - 7`)
+        times = word in _TIMES_WORDS and _is_value(prev) and _starts_value(nxt)
         operand = prev is None or (prev.kind == "op" and prev.text != ")")
         if prev is not None and prev.kind == "num" and len(self.run.parts) > 1:
             remainder = self.remainder(i)
