@@ -60,9 +60,163 @@ EXTRACTION = [
 ]
 
 
-@pytest.mark.parametrize(("text", "expected"), EXTRACTION)
+# Final sentences of real samples (Qwen2.5-Coder-0.5B on GSM8K test questions, the
+# gsm100 bank), copied as written, with the answer each one states (None: it states none).
+FROM_THE_BANK = [
+    # the answer is a description, a code template or the prompt's placeholder: no answer
+    ("# The answer is the final answer only", None),
+    ("# The answer is the final number of downloads", None),
+    ("# The answer is the time Carla actually has to wait", None),
+    ("# The answer is the amount of feed needed in the final meal", None),
+    ("# The answer is the initial number of vacuum cleaners", None),
+    ("- The answer is the total monthly salary.", None),
+    (
+        "# The answer is the total cost divided by the total revenue, rounded to the nearest "
+        "whole number",
+        None,
+    ),
+    ("6. **The answer is the total distance covered by both trains in two days:**", None),
+    (
+        "4. The final answer is the sum of the distances traveled in the first, second, and "
+        "third days:",
+        None,
+    ),  # and "4." labels a list item
+    ('print(f"The answer is {total_feed} cups of feed.")', None),
+    ('print("The answer is S$ " + str(total_cost))', None),
+    ("The answer is N.", None),
+    ("3. Provide the answer in the final form: The answer is N.", None),
+    ("- The final answer is \\( \\boxed{N} \\).", None),
+    (
+        "8. **Output the final answer:**\n   - The final answer is \\( \\boxed{N} \\).\n\n"
+        "(Note: The final answer is the total revenue from selling the eggs, and it will be "
+        "calculated based on the provided data.)",
+        None,
+    ),
+    ("The answer is $36.\nThe answer is N.", "36"),  # the template echoed after the answer
+    # the value after the last "="
+    ("- The answer is \\(230\\) miles + \\(300\\) miles = \\(530\\) miles.", "530"),
+    ("   - Total distance = 80 miles (first train) + 150 miles (second train) = 230 miles.", "230"),
+    ("- Total profit = $125 + $96 = $121.50\n\nThe answer is 121.50.", "121.50"),
+    # boxes with words and units
+    ("Therefore, the answer is \\(\\boxed{\\text{The answer is -80 minutes}}\\).", "-80"),
+    ("The answer is:\n\\[\n\\boxed{140 \\text{ minutes}}\n\\]", "140"),
+    ("The answer is \\(\\boxed{120 \\text{ miles/day}}\\).", "120"),
+    (
+        "The distance covered by each train in the two days is \\(\\boxed{90 \\text{ miles}}\\).",
+        "90",
+    ),
+    ("The answer is \\(\\boxed{\\text{No}}\\).", "No"),
+    ("Therefore, the answer is:\n\\[ \\boxed{\\text{No money}} \\]", "No money"),
+    ("The final answer is \\(\\boxed{21.76P}\\).", "21.76P"),
+    ("- Profit = -$11,210\n\nTherefore, the answer is \\boxed{-11210}.", "-11210"),
+    # percentages
+    (
+        "The percentage of the entire students enrolled in hip-hop dance is "
+        "\\(\\boxed{70.00\\%}\\).",
+        "70.00%",
+    ),
+    ("Thus, the answer is:\n\\[\n\\boxed{0\\%}\n\\]", "0%"),
+    ("   - Profit is $68.95%\n\n8. **The answer is:**\n   The answer is $68.95.", "68.95"),
+    # sentences around the answer
+    (
+        "The answer is 0 cups, which means Wendi needs to give her chickens 0 cups of feed in "
+        "the final meal of the day.",
+        "0",
+    ),
+    ("The answer is 2780 miles.", "2780"),
+    ("The final answer is: The answer is 35000.\n```", "35000"),
+    (
+        "The answer to the math problem is \\(\\boxed{80}\\), which means it takes Carla "
+        "\\(\\boxed{80}\\) minutes to download the file.",
+        "80",
+    ),
+    (
+        "```output\nThe answer is 375.0 cups of feed.\n```\nWendi needs to give her chickens a "
+        "total of \\(\\boxed{375}\\) cups of feed in the final meal of the day.",
+        "375",
+    ),
+    (
+        "The answer is: The distance John is from home at the end of those 4 hours is "
+        "\\(\\boxed{900}\\).",
+        "900",
+    ),
+    (
+        "6. **The answer is the total distance covered by both trains in two days:**\n"
+        "   - The answer is \\(230\\) miles + \\(300\\) miles = \\(530\\) miles.\n\n"
+        "The final answer is \\(\\boxed{530}\\).",
+        "530",
+    ),
+    ("Since Carlos cannot start earning money ...:\n\\[\n\\boxed{1}\n\\]", "1"),
+]
+
+# Quantities as sentences state them (constructed): the whole quantity, or no answer.
+QUANTITIES = [
+    ("The answer is 20% of 50 = 10.", "10"),
+    ("The answer is 20% of 50.", None),  # an expression left unevaluated
+    ("The answer is 2.5 million.", "2500000"),
+    ("The answer is $1.2 billion dollars.", "1200000000"),
+    ("\\boxed{2.5 \\text{ million}}", "2500000"),
+    ("So the company earns 3 thousand dollars", "3000"),
+    ("The answer is 5 hours and 30 minutes.", None),  # 5.5 hours or 330 minutes?
+    ("It takes 2 hours 15 minutes in all", None),
+    ("The answer is 5 feet 6 inches.", None),
+    ("The answer is 5 hours and 30 minutes = 330 minutes.", "330"),
+    ("The answer is 3 1/2 cups.", "3 1/2"),
+    ("She ran 2 and 3/4 miles", "2 3/4"),
+    ("\\boxed{3\\frac{1}{2}}", "3\\frac{1}{2}"),
+    ("The answer is 10:30 AM.", "10:30 AM"),
+    ("He arrives at 10:30.", "10:30"),
+    ("The train leaves at 7 pm", "7 pm"),
+    ("The answer is 5.0%.", "5.0%"),
+    ("The answer is 50 percent.", "50%"),
+    ("The answer is 10/3 ≈ 3.33.", "3.33"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), EXTRACTION + FROM_THE_BANK + QUANTITIES)
 def test_extraction(text: str, expected: str | None) -> None:
     assert TASK.extract(text) == expected
+
+
+def test_the_bank_table_is_big_enough() -> None:
+    assert len(FROM_THE_BANK) >= 38 and len(QUANTITIES) >= 15
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # real samples cut off by max_tokens (their endings)
+        ("14. The cost of the fourteenth glass is $0.60 \\times 0.000734 = $0.00031", None),
+        (
+            "```output\n-24.0\n```\nThe initial number of vacuum cleaners Melanie had is "
+            "\\(\\boxed{-",
+            None,
+        ),
+        ("```output\n102.0\n```\nThe percentage ... is \\(\\boxed{10", None),
+        (
+            "\\text{Number of years needed} = -1\n   \\]\n\nSince Carlos cannot plant a negative "
+            "number of years, it will take him",
+            None,
+        ),
+        ("Thus, the answer is \\(\\boxed{40\\%}\\).", "40%"),  # a closed box is stated
+        ("```output\n21000\n```\nJill's annual salary is \\(\\boxed{21000}\\).", "21000"),
+        # constructed: a marked sentence or a #### line must end before the text does
+        ("So 12 + 3 = 15.\nThe answer is 15. Now let me double", "15"),
+        ("So 12 + 3 = 15.\nThe answer is 1", None),
+        ("So 12 + 3 = 15.\n#### 1", None),
+        ("#### 15\nand more", "15"),
+        ("So 12 + 3 = 15.", None),  # its last number is not its answer
+    ],
+)
+def test_a_truncated_sample_answers_only_with_a_finished_statement(
+    text: str, expected: str | None
+) -> None:
+    assert TASK.extract(text, complete=False) == expected
+
+
+def test_a_complete_sample_may_answer_with_its_last_number() -> None:
+    assert TASK.extract("14. The cost is $0.60 \\times 0.000734 = $0.00031") == "0.00031"
+    assert TASK.extract("So 12 + 3 = 15.\nThe answer is 1") == "1"
 
 
 EQUIVALENT = [

@@ -2,17 +2,20 @@
 
 Extraction reads the final-answer statement: the last `\\boxed{...}` (nested braces
 included), else the last "The answer is ..." (or "Final answer: ..."), else GSM8K's
-`#### ...`, else the last quantity in the text. A statement is tidied into the value it
-states: LaTeX delimiters, currency signs, bold marks and trailing punctuation go; an
-equation (`x = 4`, `20% of 50 = 10`) keeps the value after its last `=`; a phrase in words
-("18 dollars per day", "that she has 5 apples") keeps its first quantity. Quantities are
-read whole: `2.5 million` is 2500000, `3 1/2` and `3 and 1/2` are mixed numbers, `10:30 AM`
-is a clock time. The completion abstains (None) when its final statement gives no usable
-number: a compound measure ("5 hours and 30 minutes", "5 feet 6 inches": which unit the
-question wants is not known here), an expression left unevaluated ("20% of 50"), or the
-prompt's placeholder `N`. A completion cut off at its token limit (`complete=False`)
-answers only with a statement it finished (a closed box, a marked sentence that ends
-before the text does): the number it stopped on is not its answer.
+`#### ...`, else the last quantity in the text that does not label a list item (`4. ...`).
+A statement is tidied into the value it states: LaTeX delimiters, currency signs, bold marks
+and trailing punctuation go; an equation (`x = 4`, `20% of 50 = 10`) keeps the value after
+its last `=`; a phrase in words ("18 dollars per day", "that she has 5 apples") keeps its
+first quantity; a statement in words without a number is an answer only when it is short
+(`No money`, not "the total revenue from selling the eggs"). Quantities are read whole:
+`2.5 million` is 2500000, `3 1/2` and `3 and 1/2` are mixed numbers, `10:30 AM` is a clock
+time. The completion abstains (None) when its final statement gives no usable number: a
+compound measure ("5 hours and 30 minutes", "5 feet 6 inches": which unit the question
+wants is not known here) or an expression left unevaluated ("20% of 50"); and when it only
+repeats the prompt's placeholder (`The answer is N.`), its last number is no answer either.
+A completion cut off at its token limit (`complete=False`) answers only with a statement it
+finished (a closed box, a marked sentence or `####` line that ends before the text does):
+the number it stopped on is not its answer.
 
 Equivalence rests on one canonical value per answer, computed from that answer alone
 (`canonical_value`), so it is transitive and voting does not depend on sample order:
@@ -72,6 +75,9 @@ MAX_ANSWER_CHARS = 200
 """Longer answers are compared as strings: sympy can take seconds on them."""
 MAX_MARKERS = 50
 """Only the last "The answer is" phrases of a completion are read."""
+MAX_ANSWER_WORDS = 3
+"""A final statement in words with no number is an answer ("Evelyn", "No money") only when
+it is this short: a sentence ("the total revenue from selling the eggs") is not."""
 MAX_EXPONENT = 1_000
 MAX_NODES = 400
 MAX_CANCEL_EXPONENT = 8
@@ -128,6 +134,7 @@ _UNIT = re.compile(
     rf"(?<=[\d}}])\s*\\(?:text|mathrm|mbox)\{{\s*(?!(?:{_MAGNITUDE_WORDS})\b)[A-Za-z][^{{}}]*\}}$"
 )
 """A unit after a number (`10\\text{ cm}`), but not a magnitude (`2.5\\text{ million}`)."""
+_LABEL_END = re.compile(r"[.):][ \t]+\S")
 _OF = re.compile(r"\s+of\s+(?:the\s+)?\$?\d", re.IGNORECASE)
 _ANSWER_IS = re.compile(
     r"(?:final|the)\s+answer\s*(?:is|:|=|would be|will be)|^\W*answer\s*\**\s*:",
@@ -190,9 +197,14 @@ class Reading:
     (`5 hours and 30 minutes`) makes the completion abstain, while one that says nothing
     ("...check that the answer is correct") leaves earlier statements to decide."""
 
+    placeholder: bool = False
+    """It repeats the prompt's `N`: if no other statement answers, the completion abstains
+    (its last number is no answer either)."""
+
 
 _SILENT = Reading(None, decides=False)
 _UNUSABLE = Reading(None, decides=True)
+_PLACEHOLDER = Reading(None, decides=False, placeholder=True)
 
 
 def _quantity_text(match: re.Match[str]) -> str:
@@ -255,7 +267,8 @@ def _has_words(text: str) -> bool:
 def read_statement(statement: str) -> Reading:
     """The value a final-answer statement (a box's content, the rest of "The answer is")
     states, without decoration: delimiters, currency, bold, units in words."""
-    answer = statement.replace("\u2212", "-").replace("\u00a0", " ")
+    answer = last_boxed(statement) or statement  # "The answer is \\boxed{18}."
+    answer = answer.replace("\u2212", "-").replace("\u00a0", " ")
     answer = re.sub(r"\\[()\[\]]|\\?\$|\*\*", "", answer)
     answer = answer.replace("\\%", "%").replace("\\!", "").replace("{,}", ",")
     answer = re.sub(r"^\\(?:text|textbf|mathrm|mbox)\{(.*)\}$", r"\1", answer.strip())
@@ -264,15 +277,18 @@ def read_statement(statement: str) -> Reading:
     parts = _EQUALS.split(answer)
     if len(parts) > 1 and not any(_EQUATION_LIST.search(p) for p in parts[1:-1]):
         answer = parts[-1].strip()  # "x = 4", "20% of 50 = 10": the value
-    if not answer or answer == PLACEHOLDER:
+    if not answer:
         return _SILENT
+    if answer == PLACEHOLDER:
+        return _PLACEHOLDER
     plain = _TEXT_COMMAND.sub(r" \1 ", answer)
     if "\\" in plain or not _has_words(plain) or len(_EQUALS.split(answer)) > 1:
         return Reading(answer, decides=True)  # math, or a list of equations: kept whole
     # a phrase in words: its first quantity is the answer, if it is one number
     quantities = _quantities(plain)
-    if not quantities:
-        return Reading(answer, decides=False)
+    if not quantities:  # an answer in words ("Evelyn"), unless it is a sentence
+        short = len(plain.split()) <= MAX_ANSWER_WORDS
+        return Reading(answer if short else None, decides=False)
     first = quantities[0]
     if _in_compound(plain, first):
         return _UNUSABLE
@@ -293,10 +309,12 @@ def extract_answer(text: str, *, complete: bool = True) -> str | None:
     box, a marked sentence that ends before the text does, a `####` line."""
     text = text[-MAX_TEXT_CHARS:]
     boxed = last_boxed(text)
+    placeholder = False
     if boxed is not None:
         reading = read_statement(boxed)
         if reading.decides or reading.answer:
             return reading.answer
+        placeholder = reading.placeholder
     in_words = None
     for marker in reversed(list(_ANSWER_IS.finditer(text))[-MAX_MARKERS:]):
         said = _SAID.match(text, marker.end())
@@ -307,7 +325,8 @@ def extract_answer(text: str, *, complete: bool = True) -> str | None:
             return reading.answer
         # "...check that the answer is correct" after "The answer is 18." says nothing
         in_words = in_words or reading.answer
-    if in_words:
+        placeholder = placeholder or reading.placeholder
+    if in_words or placeholder:
         return in_words
     hashes = [m for m in _HASHES.finditer(text) if complete or m.end() < len(text)]
     if hashes:
@@ -315,10 +334,17 @@ def extract_answer(text: str, *, complete: bool = True) -> str | None:
     if not complete:
         return None
     plain = text.replace("\u2212", "-")
-    quantities = _quantities(plain)
-    if not quantities or _in_compound(plain, quantities[-1]):
+    last = next((q for q in reversed(_quantities(plain)) if not _is_label(plain, q)), None)
+    if last is None or _in_compound(plain, last):
         return None
-    return _quantity_text(quantities[-1])
+    return _quantity_text(last)
+
+
+def _is_label(text: str, match: re.Match[str]) -> bool:
+    """Whether a number labels a list item or a step (`4. The final answer is the sum:`)."""
+    line = text.rfind("\n", 0, match.start()) + 1
+    before = text[line : match.start()].strip(" \t*#").lower()
+    return before in ("", "step") and _LABEL_END.match(text, match.end()) is not None
 
 
 @lru_cache(maxsize=65536)
