@@ -460,22 +460,18 @@ def _constant_key(expr: sympy.Expr) -> Hashable | None:
     if isinstance(expr, sympy.Rational):
         return Fraction(int(expr.p), int(expr.q))
     try:
-        value = sympy.N(expr, DIGITS + 10)
-        real, imaginary = value.as_real_imag()
+        real, imaginary = sympy.N(expr, DIGITS + 10).as_real_imag()
         if not (real.is_finite and imaginary.is_finite):
-            return ("math", sympy.srepr(expr))  # oo, -oo, zoo
-        if imaginary == 0 or abs(imaginary) < sympy.Float(10) ** -(DIGITS + 5):
+            return ("infinite", sympy.srepr(expr))  # oo, -oo, zoo
+        tiny = sympy.Float(10) ** -(DIGITS + 5) * max(1, abs(real))
+        if abs(imaginary) < tiny:
             # a rational that sympy left unevaluated (log_2 8): small denominators only,
             # an irrational is never this close to one
             near = Fraction(str(real)).limit_denominator(10**6)
-            if abs(real - sympy.Rational(near.numerator, near.denominator)) < 10 ** -(DIGITS + 5):
+            if abs(real - sympy.Rational(near.numerator, near.denominator)) < tiny:
                 return near
-            return ("real", sympy.Float(real, DIGITS).__format__(""))
-        return (
-            "complex",
-            sympy.Float(real, DIGITS).__format__(""),
-            sympy.Float(imaginary, DIGITS).__format__(""),
-        )
+            return ("real", str(sympy.Float(real, DIGITS)))
+        return ("complex", str(sympy.Float(real, DIGITS)), str(sympy.Float(imaginary, DIGITS)))
     except (TypeError, ValueError, ArithmeticError, AttributeError):
         return None
 
@@ -509,10 +505,15 @@ def _sequence_key(text: str) -> Hashable | None:
     return ("list", opening, closing, tuple(values))
 
 
+def _tidied(answer: str) -> str:
+    """The value an answer states, or the answer itself when it states none usable."""
+    return tidy(answer) or answer.strip()
+
+
 @lru_cache(maxsize=65536)
 def canonical_value(answer: str) -> Hashable:
     """The one value an answer stands for (see the module docstring for the rules)."""
-    tidied = tidy(answer) or answer.strip()
+    tidied = _tidied(answer)
     if len(tidied) > MAX_ANSWER_CHARS:
         return ("text", tidied)
     exact = exact_value(tidied)
@@ -553,10 +554,6 @@ def _verified(gold: str, pred: str) -> bool:
         return bool(verify(list(left), list(right), timeout_seconds=None))  # type: ignore[arg-type]
     except Exception:  # math-verify raises on exotic sympy objects: not equal
         return False
-
-
-def _tidied(answer: str) -> str:
-    return tidy(answer) or answer.strip()
 
 
 @TASKS.register("math")
