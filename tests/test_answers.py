@@ -93,6 +93,7 @@ FROM_THE_BANK = [
         None,
     ),
     ("The answer is $36.\nThe answer is N.", "36"),  # the template echoed after the answer
+    ("Therefore, the answer is:\n[The answer is 12].", "12"),  # was "12]"
     # the value after the last "="
     ("- The answer is \\(230\\) miles + \\(300\\) miles = \\(530\\) miles.", "530"),
     ("   - Total distance = 80 miles (first train) + 150 miles (second train) = 230 miles.", "230"),

@@ -134,6 +134,7 @@ _UNIT = re.compile(
     rf"(?<=[\d}}])\s*\\(?:text|mathrm|mbox)\{{\s*(?!(?:{_MAGNITUDE_WORDS})\b)[A-Za-z][^{{}}]*\}}$"
 )
 """A unit after a number (`10\\text{ cm}`), but not a magnitude (`2.5\\text{ million}`)."""
+_CLOSING = {")": "(", "]": "[", "}": "{"}
 _LABEL_END = re.compile(r"[.):][ \t]+\S")
 _OF = re.compile(r"\s+of\s+(?:the\s+)?\$?\d", re.IGNORECASE)
 _ANSWER_IS = re.compile(
@@ -264,6 +265,16 @@ def _has_words(text: str) -> bool:
     return any(w.lower() not in _MATH_WORDS for w in _WORD.findall(_COMMAND.sub(" ", text)))
 
 
+def _unbalanced_end(answer: str) -> str:
+    """Without closing brackets that close nothing: `[The answer is 12].` states 12."""
+    while answer and answer[-1] in _CLOSING:
+        opening = _CLOSING[answer[-1]]
+        if answer.count(opening) >= answer.count(answer[-1]):
+            break
+        answer = answer[:-1].rstrip().rstrip(".,;:").rstrip()
+    return answer
+
+
 def read_statement(statement: str) -> Reading:
     """The value a final-answer statement (a box's content, the rest of "The answer is")
     states, without decoration: delimiters, currency, bold, units in words."""
@@ -273,7 +284,7 @@ def read_statement(statement: str) -> Reading:
     answer = answer.replace("\\%", "%").replace("\\!", "").replace("{,}", ",")
     answer = re.sub(r"^\\(?:text|textbf|mathrm|mbox)\{(.*)\}$", r"\1", answer.strip())
     answer = _UNIT.sub("", answer)
-    answer = answer.strip().strip("*").strip().rstrip(".,;:").strip()
+    answer = _unbalanced_end(answer.strip().strip("*").strip().rstrip(".,;:").strip())
     parts = _EQUALS.split(answer)
     if len(parts) > 1 and not any(_EQUATION_LIST.search(p) for p in parts[1:-1]):
         answer = parts[-1].strip()  # "x = 4", "20% of 50 = 10": the value
@@ -529,7 +540,7 @@ def canonical_value(answer: str) -> Hashable:
         return ("text", _normal(tidied))
     percent = _PERCENT.fullmatch(tidied)
     parsed = _parsed(percent.group(1) if percent else tidied)
-    if not parsed:
+    if not parsed or isinstance(parsed[0], str):  # nothing math-verify could read
         return ("text", _normal(tidied))
     expr = _exact_floats(parsed[0]) if isinstance(parsed[0], sympy.Basic) else parsed[0]
     if isinstance(expr, sympy.Expr) and expr.is_number:
