@@ -38,10 +38,11 @@ Equivalence rests on one canonical value per answer, computed from that answer a
   agree).
 
 Two symbolic answers (expressions in symbols, sets, equations) whose forms still differ are
-compared by math-verify's `verify` as well (`joined`; `cluster` applies it with
-union-find). Numbers, times, lists and text are decided by their canonical value alone.
-`is_correct` is the same equivalence against the gold answer (math-verify's gold-first
-order for the symbolic comparison).
+compared by math-verify's `verify` as well (`joined`; `cluster` applies it with union-find
+over classes), unless their values at a fixed generic point differ: then they surely differ,
+and verify (~10 ms a pair) is not asked. Numbers, times, lists and text are decided by their
+canonical value alone. `is_correct` is the same equivalence against the gold answer
+(math-verify's gold-first order for the symbolic comparison).
 
 math-verify's own timeouts use SIGALRM, which only works in the main thread, and ponder
 calls it from worker threads (server, eval), so they are off. Instead the inputs are
@@ -52,6 +53,7 @@ factorials, sums, integrals, limits) are compared as strings only too.
 
 from __future__ import annotations
 
+import cmath
 import logging
 import re
 from collections.abc import Hashable
@@ -83,6 +85,11 @@ MAX_NODES = 400
 MAX_CANCEL_EXPONENT = 8
 """Rational functions are brought to lowest terms only with small powers: expanding
 `(x+1)^1000` takes seconds."""
+_PROBE_POINT = tuple(
+    sympy.Float(v, 30) for v in ("0.5772156649", "-1.3247179572", "2.7182818285", "0.3183098862")
+)
+"""Where two symbolic answers are evaluated before math-verify is asked whether they are
+equal: a point no textbook answer is singular at."""
 DIGITS = 20
 """Significant digits that identify an irrational constant."""
 
@@ -550,6 +557,32 @@ def canonical_value(answer: str) -> Hashable:
     return ("symbolic", _symbolic_form(expr))
 
 
+@lru_cache(maxsize=65536)
+def _probe(answer: str) -> complex | None:
+    """The value of a symbolic expression at a fixed generic point (each symbol, in name
+    order, gets one of `_PROBE_POINT`); None when it is no expression or has no value
+    there."""
+    parsed = _parsed(_tidied(answer))
+    expr = parsed[0] if parsed else None
+    if not isinstance(expr, sympy.Expr) or len(expr.free_symbols) > len(_PROBE_POINT):
+        return None
+    symbols = sorted(expr.free_symbols, key=str)
+    try:
+        value = complex(expr.evalf(30, subs=dict(zip(symbols, _PROBE_POINT, strict=False))))
+    except (TypeError, ValueError, ArithmeticError, AttributeError):
+        return None
+    return value if cmath.isfinite(value) else None
+
+
+def _apart(a: str, b: str) -> bool:
+    """Whether two symbolic answers surely differ: their values at the probe point do (two
+    forms of one expression agree there up to rounding)."""
+    first, second = _probe(a), _probe(b)
+    if first is None or second is None:
+        return False
+    return abs(first - second) > 1e-9 * max(1.0, abs(first), abs(second))
+
+
 def _symbolic(answer: str) -> bool:
     key = canonical_value(answer)
     return isinstance(key, tuple) and key[0] == "symbolic"
@@ -586,9 +619,10 @@ class MathTask(Task):
 
     def joined(self, a: str, b: str) -> bool:
         """Two symbolic answers (expressions in symbols, sets, equations) whose forms differ
-        may still be equal: math-verify decides, in a fixed order so the answer is
-        symmetric. Numbers, times, lists and text never are."""
-        if not (_symbolic(a) and _symbolic(b)):
+        may still be equal: math-verify decides (in a fixed order, so the answer is
+        symmetric) unless their values at the probe point differ. Numbers, times, lists and
+        text never are."""
+        if not (_symbolic(a) and _symbolic(b)) or _apart(a, b):
             return False
         first, second = sorted((_tidied(a), _tidied(b)))
         return _verified(first, second)
@@ -598,4 +632,6 @@ class MathTask(Task):
             return False
         if canonical_value(answer) == canonical_value(gold):
             return True
-        return _symbolic(answer) and _symbolic(gold) and _verified(_tidied(gold), _tidied(answer))
+        if not (_symbolic(answer) and _symbolic(gold)) or _apart(answer, gold):
+            return False
+        return _verified(_tidied(gold), _tidied(answer))
