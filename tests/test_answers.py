@@ -83,6 +83,19 @@ FROM_THE_BANK = [
     ),  # and "4." labels a list item
     ('print(f"The answer is {total_feed} cups of feed.")', None),
     ('print("The answer is S$ " + str(total_cost))', None),
+    ('print(f"The answer is {total_dollars_made}.")', None),
+    ('print("The answer is", additional_glasses_needed)', None),
+    (
+        "Now, let's verify this with a final line of the form 'The answer is N.', where N is "
+        "the final answer only.",
+        None,
+    ),
+    ("5. **Show the answer:**", None),  # "5." labels a list item
+    (
+        "Step 6: The answer is \\(12 \\text{ eggs} \\div 12 \\text{ eggs/dozen} = 1 "
+        "\\text{ dozen}\\).",
+        "1",
+    ),
     ("The answer is N.", None),
     ("3. Provide the answer in the final form: The answer is N.", None),
     ("- The final answer is \\( \\boxed{N} \\).", None),

@@ -142,6 +142,9 @@ _UNIT = re.compile(
 )
 """A unit after a number (`10\\text{ cm}`), but not a magnitude (`2.5\\text{ million}`)."""
 _CLOSING = {")": "(", "]": "[", "}": "{"}
+_CODE = re.compile(r'"|(?<![\\\w^_])\{[A-Za-z_]\w*(?::[^{}]*)?\}')
+"""A quote or an f-string field (`{total_eggs}`, `{x:.2f}`; not LaTeX's `\\frac{x}{2}`,
+`x^{n}`): the statement is code."""
 _LABEL_END = re.compile(r"[.):][ \t]+\S")
 _OF = re.compile(r"\s+of\s+(?:the\s+)?\$?\d", re.IGNORECASE)
 _ANSWER_IS = re.compile(
@@ -295,8 +298,8 @@ def read_statement(statement: str) -> Reading:
     parts = _EQUALS.split(answer)
     if len(parts) > 1 and not any(_EQUATION_LIST.search(p) for p in parts[1:-1]):
         answer = parts[-1].strip()  # "x = 4", "20% of 50 = 10": the value
-    if not answer:
-        return _SILENT
+    if not answer or _CODE.search(answer):
+        return _SILENT  # `print(f"The answer is {total}.")`: a template in code
     if answer == PLACEHOLDER:
         return _PLACEHOLDER
     plain = _TEXT_COMMAND.sub(r" \1 ", answer)
