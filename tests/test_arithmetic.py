@@ -98,7 +98,7 @@ FALSE = [
     "3 * 33.33 = 100.02",  # within 33.33's rounding only 99.975..100.005
     "3 * 33.33 = 101",
     "2.5 * 4 = 11",
-    "10 / 3.0 = 3",  # 3.0 is no rounded operand of 10/3: 10 is exact, 3.0 stands for 2.95..3.05
+    "10 / 3.0 = 3",  # 3.0 may stand for 2.95..3.05, and 10 / 3.05 is still 3.28
     "10 divided by 2 = 4",
     "3 plus 4 = 8",
     "half of 10 is 6",
