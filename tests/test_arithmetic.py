@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ponder.scorers import SCORERS, build_scorer
@@ -47,6 +49,34 @@ TRUE = [
     r"3 \text{ eggs/day} - 4 \text{ eggs/day} = -1 \text{ egg/day}",
     r"\$1{,}200 \div 4 = \$300",
     "10 – 3 = 7",  # en dash as minus
+    # remainders: a whole division
+    "7 / 2 = 3 remainder 1",
+    "7 ÷ 2 = 3 R 1",
+    "17 / 5 = 3 with a remainder of 2",
+    "20 / 6 = 3 remainder 2",
+    "(20 + 3) / 4 = 5 remainder 3",
+    # mixed numbers without "and"
+    "3 1/2 + 1 = 4 1/2",
+    "2 3/4 + 1 1/4 = 4",
+    "3 1/2 * 2 = 7",
+    "1 and 1/4 + 1 = 2 1/4",
+    # operands shown rounded: the result may differ within their rounding
+    "3 * $33.33 = $100",
+    "3 * 33.33 = 99.99",
+    "33.33 * 3 = 100.00",
+    "6 * 16.67 = 100",
+    "0.33 * 3 = 1",
+    "3.33 * 3 = 10",
+    # operators in words
+    "10 divided by 2 = 5",
+    "12 multiplied by 3 = 36",
+    "3 plus 4 = 7",
+    "10 minus 4 = 6",
+    "half of 10 is 5",
+    "twice 15 is 30",
+    "double 6 = 12",
+    "$10/hour * 8 hours = $80",
+    "He works 8 hours at $15/hour, so 8 * 15 = $120/day",
 ]
 
 FALSE = [
@@ -62,6 +92,17 @@ FALSE = [
     r"\( 4 \times 9 = 35 \)",
     "2^10 = 1000",
     "Janet sells 9 * $2 = $20 worth of eggs.",
+    "7 / 2 = 3 remainder 2",
+    "20 / 6 = 2 remainder 8",  # a remainder below the divisor
+    "3 1/2 + 1 = 4",
+    "3 * 33.33 = 100.02",  # within 33.33's rounding only 99.975..100.005
+    "3 * 33.33 = 101",
+    "2.5 * 4 = 11",
+    "10 / 3.0 = 3",  # 3.0 may stand for 2.95..3.05, and 10 / 3.05 is still 3.28
+    "10 divided by 2 = 4",
+    "3 plus 4 = 8",
+    "half of 10 is 6",
+    "$10/hour * 8 hours = $90",
 ]
 
 CASES = [
@@ -75,6 +116,30 @@ CASES = [
     ("12 * 2 = 24\nthen 24 + 6 = 31", [True, False]),
     ("In week 2 earnings = 5 * 3 = 15", [True]),  # "2 earnings" is not "2 ="
     ("Step 2 (3 + 4) = 7", [True]),  # "2 (" is a label, "2(" multiplies
+    # the last "=" of a chain is checked against the computation
+    ("5 + 3 = 8 = 10", [True, False]),
+    ("5 + 3 = 8 = 8.0", [True, True]),
+    ("2 + 3 = 5 + 1 = 6 = 7", [True, True, False]),
+    ("7 / 2 = 3.5 remainder 0", []),  # a remainder goes with a whole quotient
+    ("4 * 5 = 20 = 21 = 20", [True, False, True]),
+    ("10 / 4 = 2.5 = 2.50", [True, True]),
+    # a clock time is not a number
+    ("2:30 + 3 = 5:30", []),
+    ("10:30 - 2 = 8:30", []),
+    ("From 9:00 AM to 5:00 PM is 8 hours", []),
+    ("She leaves at 7:15, and 3 * 5 = 15", [True]),
+    # a remainder after anything but one whole division is not checked
+    ("2 + 21 / 4 = 7 remainder 1", []),
+    ("12 24/2 = 12", [True]),  # an improper fraction after a number is no mixed number
+    # as the bank's samples write them (Qwen2.5-Coder-0.5B on GSM8K)
+    ("   - 3 dozen donuts = 3 * 12 = 36 donuts", [True]),  # a bullet, not a minus
+    ("   - $5,000 \\times 0.025 = $1250", [False]),
+    ("\\[ d_3 = 0.30 \\times 180 = 54 \\]", [True]),  # a subscript, not "3 = 0.30 * 180"
+    (
+        "\\[ \\text{Distance}_1 = 3 \\text{ hours} \\times 40 \\text{ mph} = 120 \\text{ mi} \\]",
+        [True],
+    ),
+    ("\\[ x - \\frac{7}{6} = \\frac{3}{6}x - \\frac{7}{6} \\]", []),  # algebra
     # nothing to check
     ("x = 5", []),
     ("She has 3 apples and 4 pears.", []),
@@ -94,6 +159,24 @@ def test_claims(text: str, expected: list[bool]) -> None:
 
 def test_the_table_is_big_enough() -> None:
     assert len(TRUE) + len(FALSE) >= 30 and len(CASES) >= 60
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "2:30 + 3 = 5:30, and 7 / 2 = 3 remainder 1; $10/hour * 8 hours = $80. ",
+        "5 + 3 = 8 = 10 and 3 1/2 + 1 = 4 1/2 so 3 * $33.33 = $100 then half of 10 is 5 ",
+        "with a remainder of " * 3 + "12 divided by " * 3,
+        "9" * 30 + " ",
+    ],
+)
+def test_long_texts_are_read_in_linear_time(step: str) -> None:
+    claims(step * 10)  # warm-up
+    started = time.perf_counter()
+    found = claims(step * 2_000)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 2.0, elapsed
+    assert len(found) == 2_000 * len(claims(step))
 
 
 def test_no_eval_and_no_floats() -> None:

@@ -4,21 +4,39 @@ It finds the arithmetic claims in a step and scores the step by the share that h
 
 * `48 / 2 = 24`, `$5 x 3 = $15`, `5 × 3 = 15`, `1,200 + 300 = 1500`, `(2 + 3) * 4 = 20`;
 * chains: `2 + 3 = 5 + 1 = 6` (each `=` is a claim; a middle part that continues a running
-  total, like `5 + 1` after `2 + 3`, may start with the value just reached);
+  total, like `5 + 1` after `2 + 3`, may start with the value just reached). A value that
+  follows a value is checked against the last computation: `5 + 3 = 8 = 10` claims
+  `5 + 3 = 10` too, which is false;
 * percentages: `20% of 50 is 10`, `25 percent of 80 = 20`, `50% = 0.5`;
+* words: `10 divided by 2 = 5`, `3 plus 4`, `10 minus 4`, `3 times 4`, `half of 10 is 5`,
+  `twice 15 is 30`; rates: `$10/hour * 8 hours = $80` (the `/hour` is a unit);
+* whole divisions with a remainder: `7 / 2 = 3 remainder 1` (`R 1`, `with a remainder of 1`)
+  holds when 7 = 3 * 2 + 1 and 0 <= 1 < 2;
+* mixed numbers: `3 1/2 + 1 = 4 1/2`, `1 and 1/4` (a proper fraction after a whole number);
 * units and LaTeX, as small models write them: `5 apples * 3 = 15`,
   `\\text{Total} = 4 \\times 9 = 36`, `\\frac{1}{2} \\cdot 10 = 5`, `2^3 = 8`.
 
 Each side is evaluated exactly with `fractions.Fraction` by a small recursive-descent parser.
-A claim needs an operation on at least one side (`x = 5` or `24 = 24` claims nothing). A value
-shown with decimals (or as a percentage, or after `≈`) may be rounded or truncated to the
-shown precision (`10 / 3 = 3.33`, `2/3 = 0.66`); a whole number must be exact (`10/3 = 3` is
-false). Division by zero or anything unparsable is not a claim.
+A claim needs an operation on at least one side (`x = 5` or `24 = 24` claims nothing). A
+clock time (`2:30`, `5:30 PM`) is not a number: arithmetic on times is not checked.
+
+Precision. A result shown with decimals (or as a percentage, or after `≈`) may be rounded or
+truncated to the shown precision (`10 / 3 = 3.33`, `2/3 = 0.66`); a whole number must be
+exact (`10/3 = 3` is false). An operand shown with decimals stands for any value that rounds
+to it (`33.33` for [33.325, 33.335], as when 100/3 is carried forward): the result may be
+anything those values give, by interval arithmetic, provided it is shown no more precisely
+than the coarsest rounded operand. So `3 * $33.33 = $100` holds (3 * 33.333... = 100), while
+`3 * 33.33 = 100.02` and `0.1 + 0.2 = 0.30000000000000004` (more digits than the operands
+have) are false. Whole numbers (and whole percentages) are exact operands. Division by zero
+or anything unparsable is not a claim.
 
 Score in [0, 1]: the fraction of claims that hold. A step with no claim scores 0.5
 (`NEUTRAL`): nothing to check is neither evidence for nor against it, and ranking such a step
 between a right and a wrong calculation keeps prose steps alive in a search. As a process
 scorer it judges the last step of the attempt; as an outcome scorer, the whole answer.
+
+The reading is linear in the text: one tokenizing pass, a bounded look-ahead per word, and
+parts of at most `_MAX_PART_TOKENS` tokens.
 """
 
 from __future__ import annotations
@@ -48,11 +66,16 @@ _LATEX_SYMBOLS = {
 }  # fmt: skip
 _LATEX_THOUSANDS = re.compile(r"(?<=\d)\\[,;: ](?=\d{3}\b)")
 _LATEX_OTHER = re.compile(r"\\[A-Za-z]+|\\.")
-_MIXED = re.compile(r"\b(\d+)\s+and\s+(\d+)\s*/\s*(\d+)\b")
-"""A mixed number, `1 and 1/4`."""
+_SUBSCRIPT = re.compile(r"(?<=[A-Za-z}])_(?:\{[^{}]*\}|[A-Za-z0-9])")
+"""`d_2`, `\\text{Distance}_1`, `x_{12}`: part of a name, not a number."""
+_BULLET = re.compile(r"^[ \t]*[-*•][ \t]+", re.MULTILINE)
+"""A list bullet (`- 3 dozen = 36`): not a minus sign."""
+_MIXED = re.compile(r"(?<![\d.,/])(\d+)\s+(?:and\s+)?(\d+)\s*/\s*(\d+)(?![\d.,/])")
+"""A mixed number, `3 1/2` or `1 and 1/4` (a proper fraction after a whole number)."""
 
 _TOKEN = re.compile(
-    r"""(?P<num>[$€£]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|[$€£]?\.\d+)(?P<pct>\s?%)?
+    r"""(?P<clock>(?<![\d.,:])\d{1,2}:\d{2}(?![\d:])(?:\s*[ap]\.?m\b\.?)?)
+      | (?P<num>[$€£]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|[$€£]?\.\d+)(?P<pct>\s?%)?
       | (?P<op>\*\*|[-+*/×÷·^(){}])
       | (?P<eq>==?|≈)
       | (?P<word>[A-Za-z]+)
@@ -64,6 +87,14 @@ _TOKEN = re.compile(
 _OPERATORS = {"+", "-", "*", "/", "×", "÷", "·", "^", "**", "%"}
 _TIMES_WORDS = {"x", "times"}
 _EQUALS_WORDS = {"is", "equals", "equal", "makes"}
+_OPERATOR_WORDS = {"plus": "+", "minus": "-"}
+_BY_WORDS = {"divided": "÷", "multiplied": "×"}
+"""`divided by`, `multiplied by`."""
+_MULTIPLE_WORDS = {
+    "half": Fraction(1, 2), "twice": Fraction(2), "double": Fraction(2), "triple": Fraction(3)
+}  # fmt: skip
+"""`half of 10`, `twice 15`: a factor before the number."""
+_REMAINDER_WORDS = {"remainder", "r"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +115,66 @@ class Claim:
     left: str
     right: str
     holds: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Bounded:
+    """A value, and the interval it lies in when the numbers it was computed from are the
+    rounded values they are shown as (`33.33` stands for anything in [33.325, 33.335])."""
+
+    value: Fraction
+    low: Fraction
+    high: Fraction
+    grain: Fraction = Fraction(0)
+    """The coarsest last shown place among the rounded numbers (0: all exact)."""
+
+    @staticmethod
+    def exact(value: Fraction) -> _Bounded:
+        return _Bounded(value, value, value)
+
+    @staticmethod
+    def of(token: _Tok) -> _Bounded:
+        if token.ulp is None or "." not in token.text:
+            return _Bounded.exact(token.value)  # a whole number (or whole percent) is exact
+        half = token.ulp / 2
+        return _Bounded(token.value, token.value - half, token.value + half, token.ulp)
+
+    def __add__(self, other: _Bounded) -> _Bounded:
+        return _Bounded(
+            self.value + other.value,
+            self.low + other.low,
+            self.high + other.high,
+            max(self.grain, other.grain),
+        )
+
+    def __sub__(self, other: _Bounded) -> _Bounded:
+        return self + -other
+
+    def __neg__(self) -> _Bounded:
+        return _Bounded(-self.value, -self.high, -self.low, self.grain)
+
+    def __mul__(self, other: _Bounded) -> _Bounded:
+        ends = [a * b for a in (self.low, self.high) for b in (other.low, other.high)]
+        grain = max(self.grain, other.grain)
+        return _Bounded(self.value * other.value, min(ends), max(ends), grain)
+
+    def __truediv__(self, other: _Bounded) -> _Bounded:
+        if other.value == 0:
+            raise ZeroDivisionError
+        value = self.value / other.value
+        if other.low <= 0 <= other.high:
+            return _Bounded.exact(value)  # unbounded: no tolerance at all
+        inverse = _Bounded(1 / other.value, 1 / other.high, 1 / other.low, other.grain)
+        product = self * inverse
+        return _Bounded(value, product.low, product.high, product.grain)
+
+    def __pow__(self, exponent: int) -> _Bounded:
+        if exponent < 0:
+            return _Bounded.exact(Fraction(1)) / self ** (-exponent)
+        low, high = sorted((self.low**exponent, self.high**exponent))
+        if exponent % 2 == 0 and self.low < 0 < self.high:
+            low = Fraction(0)
+        return _Bounded(self.value**exponent, low, high, self.grain)
 
 
 class _Parser:
@@ -107,13 +198,13 @@ class _Parser:
     def glued_parenthesis(self) -> bool:
         return self.peek() == "(" and not self.tokens[self.at].spaced
 
-    def parse(self) -> Fraction:
+    def parse(self) -> _Bounded:
         value = self.expr()
         if self.at != len(self.tokens):
             raise ValueError("trailing tokens")
         return value
 
-    def expr(self) -> Fraction:
+    def expr(self) -> _Bounded:
         value = self.term()
         while self.peek() in ("+", "-"):
             op = self.take().text
@@ -121,43 +212,38 @@ class _Parser:
             value = value + right if op == "+" else value - right
         return value
 
-    def term(self) -> Fraction:
+    def term(self) -> _Bounded:
         value = self.unary()
         while self.peek() in ("*", "×", "·", "/", "÷") or self.glued_parenthesis():
             op = "*" if self.peek() == "(" else self.take().text
             right = self.unary()
-            if op in ("/", "÷"):
-                if right == 0:
-                    raise ZeroDivisionError
-                value /= right
-            else:
-                value *= right
+            value = value / right if op in ("/", "÷") else value * right
         return value
 
-    def unary(self) -> Fraction:
+    def unary(self) -> _Bounded:
         if self.peek() == "-":
             self.take()
             return -self.unary()
         return self.power()
 
-    def power(self) -> Fraction:
+    def power(self) -> _Bounded:
         base = self.atom()
         if self.peek() in ("^", "**"):
             self.take()
-            exponent = self.unary()
+            exponent = self.unary().value
             if exponent.denominator != 1 or abs(exponent) > _MAX_EXPONENT:
                 raise ValueError("only small whole exponents")
-            if base == 0 and exponent < 0:
+            if base.value == 0 and exponent < 0:
                 raise ZeroDivisionError
             return base ** int(exponent)
         return base
 
-    def atom(self) -> Fraction:
+    def atom(self) -> _Bounded:
         if self.at >= len(self.tokens):
             raise ValueError("expected a number")
         token = self.take()
         if token.kind == "num":
-            return token.value
+            return _Bounded.of(token)
         if token.text == "(":
             value = self.expr()
             if self.peek() != ")":
@@ -168,6 +254,8 @@ class _Parser:
 
 
 def _plain(text: str) -> str:
+    text = _SUBSCRIPT.sub("", text)
+    text = _BULLET.sub("\n", text)
     text = _LATEX_WORD.sub(r" \1 ", text)
     for _ in range(4):  # nested fractions, innermost first
         text, count = _LATEX_FRAC.subn(r"((\1)/(\2))", text)
@@ -176,8 +264,15 @@ def _plain(text: str) -> str:
     text = _LATEX_THOUSANDS.sub(",", text)
     for latex, plain in _LATEX_SYMBOLS.items():
         text = text.replace(latex, plain)
-    text = _MIXED.sub(r"(\1+\2/\3)", text)
+    text = _MIXED.sub(_mixed, text)
     return _LATEX_OTHER.sub("\n", text)
+
+
+def _mixed(match: re.Match[str]) -> str:
+    whole, top, bottom = match.groups()
+    if not 0 < int(top) < int(bottom):
+        return match.group(0)  # `2 4/2` is two numbers, not a mixed number
+    return f"({whole}+{top}/{bottom})"
 
 
 def _number(match: re.Match[str], spaced: bool) -> _Tok:
@@ -203,7 +298,9 @@ def _tokens(text: str) -> list[_Tok | None]:
         if kind == "space":
             spaced = True
             continue
-        if kind in ("num", "pct"):
+        if kind == "clock":
+            out.append(None)  # a time of day is not a number: `2:30 + 3 = 5:30` is no claim
+        elif kind in ("num", "pct"):
             try:
                 out.append(_number(match, spaced))
             except ValueError:
@@ -236,6 +333,10 @@ def _is_value(token: _Tok | None) -> bool:
     return token is not None and (token.kind == "num" or token.text == ")")
 
 
+def _starts_value(token: _Tok | None) -> bool:
+    return token is not None and (token.kind in ("num", "word") or token.text == "(")
+
+
 @dataclass(slots=True)
 class _Run:
     """A stretch of arithmetic split at its equals signs."""
@@ -244,6 +345,8 @@ class _Run:
     signs: list[str] = field(default_factory=list)
     after_word: bool = False
     """It began right after a word: in `S + 143 = ...` the `+` joins a variable."""
+    remainder: Fraction | None = None
+    """The remainder stated after the last part: `7 / 2 = 3 remainder 1`."""
 
 
 class _Reader:
@@ -252,10 +355,18 @@ class _Reader:
     * `x`/`times` after a value multiply; `of` after a percentage or a fraction multiplies
       (`20% of 50`, `2/3 of 60`); `percent` makes a percentage; `is`/`equals` after an
       operation is an equals sign;
+    * `plus`, `minus`, `divided by` and `multiplied by` after a value are operators;
+      `half (of)`, `twice`, `double` and `triple` before a number multiply it;
+    * `remainder 1` (`R 1`, `with a remainder of 1`) after the last part of a run makes
+      the claim a whole division with a remainder;
     * up to three words after a value are its unit (`20 total gnomes - 12 gnomes = 8`)
-      when the arithmetic goes on after them;
-    * a single letter glued to a number is a variable (`6W / 6`, `11x+15`): that part is
-      algebra, not arithmetic, and is not checked;
+      when the arithmetic goes on after them, and so is a word glued after a slash
+      (`$10/hour * 8 hours`: a rate, not a division);
+    * a single letter glued to a number or a bracket is a variable (`6W / 6`, `11x+15`,
+      `(3/6)x`), and so is `x` before an operator: that part is algebra, not arithmetic,
+      and is not checked;
+    * a subscript is part of a name (`d_2 = 3 * 60`), a bullet at the start of a line is
+      no minus sign (`- 3 dozen = 36`);
     * any other word ends the run.
     """
 
@@ -305,9 +416,34 @@ class _Reader:
 
     def word(self, i: int, token: _Tok, part: list[_Tok], prev: _Tok | None) -> int:
         word, nxt = token.text, self.peek(i + 1)
-        glued = not token.spaced and prev is not None and prev.kind == "num"
-        times = word in _TIMES_WORDS and _is_value(prev)
-        if glued and len(word) == 1 and not (times and nxt is not None and not nxt.spaced):
+        glued = not token.spaced and _is_value(prev)
+        # `x` multiplies a value by a value (`5 x 3`, `2 x (3 + 1)`); before an operator it
+        # is a variable (`\\frac{3}{6}x - 7`)
+        times = word in _TIMES_WORDS and _is_value(prev) and _starts_value(nxt)
+        operand = prev is None or (prev.kind == "op" and prev.text != ")")
+        if prev is not None and prev.kind == "num" and len(self.run.parts) > 1:
+            remainder = self.remainder(i)
+            if remainder is not None:  # 7 / 2 = 3 remainder 1
+                self.run.remainder, end = remainder
+                self.flush(after_word=True)
+                return end
+        if _is_value(prev) and word in _OPERATOR_WORDS:
+            part.append(_Tok("op", _OPERATOR_WORDS[word], spaced=True))
+        elif _is_value(prev) and word in _BY_WORDS and nxt is not None and nxt.text == "by":
+            part.append(_Tok("op", _BY_WORDS[word], spaced=True))
+            return i + 2
+        elif operand and word in _MULTIPLE_WORDS:
+            factor = _Tok("num", word, _MULTIPLE_WORDS[word], spaced=True)
+            part.extend((factor, _Tok("op", "×", spaced=True)))
+            return i + 2 if nxt is not None and nxt.text == "of" else i + 1
+        elif self.rate(token, part, prev):
+            part.pop()  # $10/hour: the unit of a rate, not a division
+            end = self.unit_end(i, part)
+            if end is None:
+                self.flush(after_word=True)
+                return i + 1
+            return end
+        elif glued and len(word) == 1 and not (times and nxt is not None and not nxt.spaced):
             self.run.parts[-1] = []  # 6W / 6, 11x + 15: algebra
             self.flush(after_word=True)
         elif times or (word == "of" and prev is not None and _fraction_or_percent(part)):
@@ -323,6 +459,37 @@ class _Reader:
         else:
             self.flush(after_word=True)
         return i + 1
+
+    def rate(self, token: _Tok, part: Sequence[_Tok], prev: _Tok | None) -> bool:
+        """Whether `token` is the unit of a rate glued to a number: `$10/hour`."""
+        return (
+            prev is not None
+            and prev.text == "/"
+            and not prev.spaced
+            and not token.spaced
+            and len(part) > 1
+            and part[-2].kind == "num"
+        )
+
+    def remainder(self, i: int) -> tuple[Fraction, int] | None:
+        """A remainder stated at `i` (`remainder 1`, `R 1`, `with a remainder of 1`): its
+        value and the index past it."""
+        at = i
+        if self.text_at(at) == "with":
+            at += 2 if self.text_at(at + 1) == "a" else 1
+            if self.text_at(at) != "remainder":
+                return None
+        elif self.text_at(at) not in _REMAINDER_WORDS:
+            return None
+        at += 2 if self.text_at(at + 1) == "of" else 1
+        number = self.peek(at)
+        if number is None or number.kind != "num" or number.ulp is not None:
+            return None
+        return number.value, at + 1
+
+    def text_at(self, at: int) -> str | None:
+        token = self.peek(at)
+        return None if token is None else token.text
 
     def unit_end(self, i: int, part: Sequence[_Tok]) -> int | None:
         """Past a unit starting at `i` when the arithmetic goes on after it, else None."""
@@ -354,13 +521,46 @@ def _fraction_or_percent(part: Sequence[_Tok]) -> bool:
     return part[-1].text.endswith("%") or any(t.text in ("/", "÷") for t in part)
 
 
-def _value(part: Sequence[_Tok]) -> Fraction | None:
+def _bounded(part: Sequence[_Tok]) -> _Bounded | None:
     if not part or len(part) > _MAX_PART_TOKENS:
         return None
     try:
         return _Parser(part).parse()
     except (ValueError, ZeroDivisionError, OverflowError):
         return None
+
+
+def _value(part: Sequence[_Tok]) -> Fraction | None:
+    bounded = _bounded(part)
+    return None if bounded is None else bounded.value
+
+
+def _division(part: Sequence[_Tok]) -> tuple[Fraction, Fraction] | None:
+    """Dividend and divisor of a part that is one division (`7 / 2`, `(20 + 3) ÷ 4`)."""
+    depth, split = 0, None
+    for i, token in enumerate(part):
+        depth += {"(": 1, ")": -1}.get(token.text, 0)
+        if depth == 0 and token.kind == "op" and i:
+            if token.text in ("+", "-") or split is not None:
+                return None  # `2 + 21 / 4`, `36 / 5 * 2`: not one division
+            if token.text in ("/", "÷"):
+                split = i
+    if split is None:
+        return None
+    dividend, divisor = _value(part[:split]), _value(part[split + 1 :])
+    return None if dividend is None or divisor is None else (dividend, divisor)
+
+
+def _divides(left: Sequence[_Tok], quotient: Fraction, remainder: Fraction) -> bool | None:
+    """Whether `left = quotient remainder r` holds; None when `left` is no whole division."""
+    division = _division(left)
+    if division is None:
+        return None
+    dividend, divisor = division
+    wholes = (dividend, divisor, quotient, remainder)
+    if divisor == 0 or any(n.denominator != 1 for n in wholes):
+        return None
+    return dividend == quotient * divisor + remainder and 0 <= remainder < abs(divisor)
 
 
 def _first(part: list[_Tok], after_word: bool) -> list[_Tok]:
@@ -402,19 +602,39 @@ def _close(value: Fraction, target: Fraction, ulp: Fraction | None) -> bool:
     return rounded or truncated
 
 
-def _holds(value: Fraction, shown: Sequence[_Tok], approximate: bool) -> bool:
+def _accepted(target: Fraction, ulp: Fraction | None) -> tuple[Fraction, Fraction]:
+    """The values a shown result may stand for: itself if whole, else anything it rounds
+    or truncates."""
+    if ulp is None:
+        return target, target
+    low, high = target - ulp / 2, target + ulp / 2
+    if target > 0:
+        high = target + ulp
+    elif target < 0:
+        low = target - ulp
+    return low, high
+
+
+def _holds(value: _Bounded, shown: Sequence[_Tok], approximate: bool) -> bool:
     """Whether `shown` (one side of the claim) equals `value` to the precision it shows.
 
-    A lone percentage may also be the number of percent (`100 - 50 = 50%`)."""
+    A lone percentage may also be the number of percent (`100 - 50 = 50%`). When `value`
+    was computed from rounded numbers and `shown` is no more precise than the coarsest of
+    them, `shown` may be any value those numbers allow (`3 * 33.33 = 100`)."""
     target = _value(shown)
     if target is None:
         return False
     ulps = [t.ulp for t in shown if t.kind == "num" and t.ulp is not None]
     ulp = min(ulps) if ulps else (Fraction(1) if approximate else None)
-    if _close(value, target, ulp):
+    if _close(value.value, target, ulp):
         return True
     lone_percent = len(shown) == 1 and shown[0].text.endswith("%")
-    return lone_percent and _close(value / 100, target, ulp)
+    if lone_percent and _close(value.value / 100, target, ulp):
+        return True
+    if value.grain and (ulp or Fraction(1)) >= value.grain:
+        low, high = _accepted(target, ulp)
+        return value.low <= high and low <= value.high
+    return False
 
 
 def find_claims(text: str) -> list[Claim]:
@@ -422,17 +642,32 @@ def find_claims(text: str) -> list[Claim]:
     found: list[Claim] = []
     for run in _Reader(text).read():
         parts = [_first(run.parts[0], run.after_word), *run.parts[1:-1], _last(run.parts[-1])]
-        values = [_value(p) for p in parts]
+        values = [_bounded(p) for p in parts]
+        computed: int | None = None  # the latest part with an operation: the chain's value
         for i in range(len(parts) - 1):
             left, right = parts[i], parts[i + 1]
             lv, rv = values[i], values[i + 1]
-            if lv is None or rv is None or not (_has_operation(left) or _has_operation(right)):
+            if lv is None or rv is None:
                 continue
+            operation = _has_operation(left), _has_operation(right)
+            if operation[0]:
+                computed = i
             approximate = run.signs[i] == "≈"
-            shown = right if _has_operation(left) or not _has_operation(right) else left
+            last = i + 1 == len(parts) - 1
+            if last and run.remainder is not None:
+                holds = _divides(left, rv.value, run.remainder)
+                if holds is not None:
+                    shown = f"{_show(right)} remainder {run.remainder}"
+                    found.append(Claim(_show(left), shown, holds))
+                continue
+            if not any(operation):
+                if computed is not None:  # "5 + 3 = 8 = 10": the chain ends on 10
+                    holds = _holds(values[computed], right, approximate)  # type: ignore[arg-type]
+                    found.append(Claim(_show(parts[computed]), _show(right), holds))
+                continue
+            shown = right if operation[0] or not operation[1] else left
             value = lv if shown is right else rv
             holds = _holds(value, shown, approximate)
-            last = i + 1 == len(parts) - 1
             if not holds and not last and right[0].kind == "num" and len(right) > 1:
                 holds = _holds(lv, right[:1], approximate)  # "2 + 3 = 5 + 1 = 6"
             found.append(Claim(_show(left), _show(right), holds))

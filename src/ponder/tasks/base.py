@@ -2,7 +2,11 @@
 
 A task turns a question into a prompt, extracts the final answer from a completion (None
 when there is none: the completion abstains), and decides when two answers are
-equivalent. Voting clusters equivalent answers with `cluster`.
+equivalent. Equivalence rests on one canonical value per answer (`canonical`), computed
+from that answer alone, so it is transitive; a task may also join, pair by pair, answers
+whose canonical values cannot show that they are the same (`joined`). Voting clusters
+equivalent answers with `cluster`, whose partition does not depend on the order of the
+answers.
 """
 
 from __future__ import annotations
@@ -38,8 +42,20 @@ class Task(ABC):
         take only an answer the text states explicitly, never a number it stopped on."""
 
     @abstractmethod
+    def canonical(self, answer: str) -> Hashable:
+        """The one value an extracted (or gold) answer stands for, computed from that answer
+        alone: answers with equal canonical values are equivalent."""
+
+    def joined(self, a: str, b: str) -> bool:
+        """Whether two answers whose canonical values differ are equivalent all the same
+        (say, two forms of one expression that no canonical form brings together). Must be
+        symmetric; `cluster` asks it of one representative per pair of classes. None by
+        default."""
+        return False
+
     def equivalent(self, a: str, b: str) -> bool:
         """Whether two extracted answers (or an answer and a gold answer) are the same."""
+        return self.canonical(a) == self.canonical(b) or self.joined(a, b)
 
     def fingerprint(self) -> str:
         """Identifies the prompt this task builds: samples drawn with another never mix."""
@@ -50,47 +66,36 @@ class Task(ABC):
     def is_correct(self, answer: str | None, gold: str) -> bool:
         return answer is not None and self.equivalent(answer, gold)
 
-    def exact_key(self, answer: str) -> Hashable | None:
-        """A value that decides equivalence without `equivalent` when the answer has one
-        (equal keys: equivalent; two different keys: not). None by default."""
-        return None
-
     def cluster(self, answers: Sequence[str | None]) -> list[int | None]:
         """Equivalence-class index per answer, numbered by first appearance; None stays None.
 
-        Equal strings and equal `exact_key`s skip the comparison; otherwise an answer is
-        compared with one representative per class found so far (two keyed answers never
-        need `equivalent`: their keys differ).
+        Answers are grouped by canonical value; then classes are merged (union-find) when
+        `joined` holds for their representatives, the least answer string of each class.
+        Neither step looks at the order of the answers, so reordering them only renumbers
+        the classes. A subset of the answers is clustered as its share of the whole is,
+        except where `joined` is not transitive (a chain a~b~c merges a and c only when b
+        is present).
         """
-        representatives: list[tuple[str, Hashable | None]] = []
-        by_string: dict[str, int] = {}
-        by_key: dict[Hashable, int] = {}
-        labels: list[int | None] = []
-        for answer in answers:
-            if answer is None:
-                labels.append(None)
-                continue
-            label = by_string.get(answer)
-            if label is None:
-                key = self.exact_key(answer)
-                label = by_key.get(key) if key is not None else None
-                if label is None:
-                    label = next(
-                        (
-                            i
-                            for i, (rep, rep_key) in enumerate(representatives)
-                            if (key is None or rep_key is None) and self.equivalent(answer, rep)
-                        ),
-                        None,
-                    )
-                if label is None:
-                    label = len(representatives)
-                    representatives.append((answer, key))
-                if key is not None:
-                    by_key.setdefault(key, label)
-                by_string[answer] = label
-            labels.append(label)
-        return labels
+        classes: dict[Hashable, list[str]] = {}
+        for answer in dict.fromkeys(a for a in answers if a is not None):
+            classes.setdefault(self.canonical(answer), []).append(answer)
+        keys = list(classes)
+        representatives = [min(classes[k]) for k in keys]
+        parent = list(range(len(keys)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i in range(len(keys)):
+            for j in range(i + 1, len(keys)):
+                if root(i) != root(j) and self.joined(representatives[i], representatives[j]):
+                    parent[max(root(i), root(j))] = min(root(i), root(j))
+        group = {answer: root(i) for i, k in enumerate(keys) for answer in classes[k]}
+        numbers: dict[int, int] = {}
+        return [None if a is None else numbers.setdefault(group[a], len(numbers)) for a in answers]
 
 
 TASKS: Registry[type[Task]] = Registry("task", "ponder.tasks", Task)
