@@ -272,27 +272,41 @@ def _print(summary: EvalSummary) -> None:
             f"{r['seconds']:.1f}",
         )
     out.print(grid)
-    for c in summary.comparisons:
-        if c["p_bootstrap"] < 0.05 or (c["p_mcnemar"] is not None and c["p_mcnemar"] < 0.05):
-            mcnemar = "" if c["p_mcnemar"] is None else f", McNemar p={c['p_mcnemar']:.3g}"
-            out.print(
-                f"{c['strategy']}@{c['k']} vs {c['versus']}: {c['difference']:+.3f} "
-                f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], bootstrap p={c['p_bootstrap']:.3g}"
-                f"{mcnemar}",
-                markup=False,
-                highlight=False,
-            )
+    comparisons = summary.comparisons
+    significant = [c for c in comparisons if c["p_holm"] < 0.05]
+    if comparisons:
+        out.print(
+            f"{len(significant)} of {len(comparisons)} paired comparisons significant at 0.05 "
+            "after Holm's correction (sign-flip test; 95% CI of the mean difference):",
+            markup=False,
+            highlight=False,
+        )
+    for c in significant:
+        out.print(
+            f"  {c['strategy']}@{c['k']} vs {c['versus']}: {c['difference']:+.3f} "
+            f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], Holm p={c['p_holm']:.3g} "
+            f"(p={c['p']:.3g}; {c['questions_differing']} of {c['questions']} questions differ, "
+            f"{c['strategy_higher']} higher / {c['versus_higher']} lower)",
+            markup=False,
+            highlight=False,
+        )
     for v in summary.verifiers:
-        rate = v["false_positive_rate"]
-        if rate is None or math.isnan(rate):
-            text = "no question had both right and wrong samples"
+        fpr, tpr = v["false_positive_rate"], v["true_positive_rate"]
+        if v["judged_questions"] == 0:
+            text = "judged no sample"
         else:
+            n = meta["n"]
             text = (
-                f"false-positive rate {rate:.3f} on {v['questions_with_right_and_wrong']} "
-                f"questions; best-of-k ceiling as k→∞ {v['ceiling_limit']:.3f}"
+                f"accepting P≥{v['threshold']:g}: TPR {tpr:.3f} "
+                f"[{v['true_positive_ci_low']:.3f}, {v['true_positive_ci_high']:.3f}], "
+                f"FPR {fpr:.3f} [{v['false_positive_ci_low']:.3f}, "
+                f"{v['false_positive_ci_high']:.3f}] per sample; resample until accepted: "
+                f"{v['resampling_by_k'][str(n)]:.3f} within {n} tries, "
+                f"{v['resampling_limit']:.3f} with no limit; best-of-{n} by score "
+                f"{v['best_of_k'][str(n)]:.3f}"
             )
         if v["unjudged_samples"]:
-            text += f" ({v['unjudged_samples']} of {v['samples']} samples could not be judged)"
+            text += f" ({v['unjudged_samples']} of {v['samples']} samples unjudged, left out)"
         out.print(f"verifier {v['scorer']}: {text}", markup=False, highlight=False)
     for note in meta["notes"]:
         out.print(f"note: {note}", markup=False, highlight=False)
