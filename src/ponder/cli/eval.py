@@ -277,7 +277,8 @@ def _print(summary: EvalSummary) -> None:
     if comparisons:
         out.print(
             f"{len(significant)} of {len(comparisons)} paired comparisons significant at 0.05 "
-            "after Holm's correction (sign-flip test; 95% CI of the mean difference):",
+            "after Holm's correction over all of them (sign-flip test)"
+            + ("; mean difference [95% CI]:" if significant else ""),
             markup=False,
             highlight=False,
         )
@@ -290,17 +291,21 @@ def _print(summary: EvalSummary) -> None:
             markup=False,
             highlight=False,
         )
+
+    def rate(v: dict[str, Any], name: str) -> str:
+        value = v[f"{name}_rate"]
+        if math.isnan(value):
+            return "– (no such sample)"
+        return f"{value:.3f} [{v[f'{name}_ci_low']:.3f}, {v[f'{name}_ci_high']:.3f}]"
+
     for v in summary.verifiers:
-        fpr, tpr = v["false_positive_rate"], v["true_positive_rate"]
         if v["judged_questions"] == 0:
             text = "judged no sample"
         else:
             n = meta["n"]
             text = (
-                f"accepting P≥{v['threshold']:g}: TPR {tpr:.3f} "
-                f"[{v['true_positive_ci_low']:.3f}, {v['true_positive_ci_high']:.3f}], "
-                f"FPR {fpr:.3f} [{v['false_positive_ci_low']:.3f}, "
-                f"{v['false_positive_ci_high']:.3f}] per sample; resample until accepted: "
+                f"accepting P≥{v['threshold']:g}, per sample: TPR {rate(v, 'true_positive')}, "
+                f"FPR {rate(v, 'false_positive')}; resample until accepted: "
                 f"{v['resampling_by_k'][str(n)]:.3f} within {n} tries, "
                 f"{v['resampling_limit']:.3f} with no limit; best-of-{n} by score "
                 f"{v['best_of_k'][str(n)]:.3f}"

@@ -109,8 +109,9 @@ def scaling_plot(
         ax.plot(
             [at[k] for k in ks], [v.resampling[k] for k in ks], linestyle=":", linewidth=1.6,
             color=color,
-            label=f"model: resample until {v.scorer} accepts (P≥{v.threshold:g}), ≤k tries "
-            f"(TPR {v.tpr.rate:.2f}, FPR {v.fpr.rate:.2f}; no limit: {v.resampling_limit:.2f})",
+            label=f"model: resample until {v.scorer} accepts (P≥{v.threshold:g}), ≤k tries\n"
+            f"(TPR {v.tpr.rate:.2f}, FPR {v.fpr.rate:.2f}; no limit on tries: "
+            f"{v.resampling_limit:.2f})",
         )  # fmt: skip
     ax.set_xlabel(
         "mean tokens decoded per question (prompt not in the KV cache + completion, "

@@ -347,7 +347,9 @@ def _verifier_section(verifiers: Sequence[Verifier], n: int) -> str:
         "right samples and these two rates; with at most N tries (none accepted: the last "
         "sample drawn is the answer) and with no limit, the ceiling however much is spent. "
         "<i>Best-of-N by score</i>: measured, the share of questions whose top-scored "
-        "sample is right (ties share the credit). Accuracies are shares of questions, over "
+        "sample is right (ties share the credit, and samples without an answer count: so it "
+        "can differ from the best-of-n line, which takes the earliest of tied samples and "
+        "skips those without an answer). Accuracies are shares of questions, over "
         "the questions with a judged sample; unjudged samples (no score) are left out.</p>"
     )
     summary = [

@@ -131,8 +131,10 @@ class Paired:
     difference: float
     """Mean of a - b over the questions."""
     ci: tuple[float, float]
-    """95% interval of the mean difference: the shifts the sign-flip test does not reject,
-    so it holds 0 exactly when p > 0.05."""
+    """95% interval of the mean difference: the shifts delta the sign-flip test does not
+    reject, so it holds 0 exactly when p > 0.05. It assumes a shift model (a - b - delta
+    symmetric about 0 on every question), so on the side where many questions tie it can be
+    tight: with every question tied it is [0, 0]."""
     p: float
     """Two-sided sign-flip p-value of no difference."""
     exact: bool
