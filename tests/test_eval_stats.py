@@ -166,8 +166,21 @@ def test_interval_covers_the_population_mean_95_percent_of_the_time(
     """2000 simulated evaluations per case: the Monte Carlo standard error of a 95% coverage
     is 0.5 points, so 93-97% is 4 standard errors either side. The intervals use 1000
     posterior draws (4000 in reports) to keep the suite fast; fewer draws only add noise
-    to the bounds. Measured (seed below), in percent, at 30 / 50 / 100 questions, is in
-    the final report of this change and reproduced by running this test."""
+    to the bounds. Measured with these seeds, in percent, at 30 / 50 / 100 questions:
+
+        middle, majority of 5               95.2  94.5  93.5
+        near 0, mean of samples             96.2  96.2  96.0
+        near 0, majority of 5               95.8  96.6  96.2
+        near 1, mean of samples             95.1  96.4  96.0
+        near 1, pass@2                      94.6  94.3  95.4
+        half at exactly 0 or 1, majority 5  94.3  94.4  95.7
+        90% at exactly 1, pass@4            96.0  96.4  95.9
+        90% at exactly 0, pass@2            96.8  96.1  95.0
+        90% at exactly 0, mean of samples   96.9  97.0  95.5
+        middle, mean of samples             96.0  95.9  96.0
+
+    With 90% at exactly 0 and pass@8 the values are nearly 0/1 and the coverage is the
+    binomial's: 97.3% at 30 questions (4000 runs), see the band test below."""
     runs = 2000
     rng = np.random.default_rng(derive_seed(population, estimator, k, questions))
     truth = _truth(population, estimator, k)
@@ -187,7 +200,8 @@ def test_interval_on_01_values_covers_95_percent_on_average_over_a_band_of_rates
     Jeffreys'. Coverage of any interval of 0/1 outcomes oscillates with the rate and the
     number of questions (Brown, Cai & DasGupta 2001: below 93% at some rates, above 97%
     at others), so the rate is drawn afresh per run from a band near 0 or near 1 and the
-    coverage averaged over it (2000 runs: standard error 0.5 points)."""
+    coverage averaged over it (2000 runs: standard error 0.5 points). Measured: 96.4% for
+    rates in [0.03, 0.2] at 30 questions, 95.9% for [0.8, 0.97] at 50."""
     runs = 2000
     rng = np.random.default_rng(derive_seed("band", *band, questions))
     rates = rng.uniform(*band, size=runs)
@@ -305,7 +319,7 @@ def test_sign_flip_test_rejects_5_percent_of_null_comparisons(differing: int) ->
     """50 questions of which `differing` differ, by fractional amounts that spread out (so
     the permutation distribution is fine): 4000 null comparisons, Monte Carlo standard error
     0.34 points, so 4-6% is about 3 standard errors either side. The old paired bootstrap
-    rejected 7.3% with 6 of 50 differing."""
+    rejected 7.3% with 6 of 50 differing. Measured: 4.7% (10 differ), 5.4% (15), 5.1% (50)."""
     rate = _rejections(
         4000, lambda rng: _null_pair(rng, 50, differing, shared=False), seed=differing
     )
@@ -313,15 +327,15 @@ def test_sign_flip_test_rejects_5_percent_of_null_comparisons(differing: int) ->
 
 
 @pytest.mark.parametrize(
-    ("differing", "shared", "measured"), [(6, False, 0.032), (15, True, 0.038)]
+    ("differing", "shared", "measured"), [(6, False, 0.030), (15, True, 0.0425)]
 )
 def test_sign_flip_test_is_conservative_where_its_distribution_is_coarse(
     differing: int, shared: bool, measured: float
 ) -> None:
     """Where the permutation distribution has few distinct values the exact test rejects
     less than alpha, never more. With 6 differing questions the smallest p is 2/64, so the
-    size is at most 1/32 (measured 3.2%); with 15 differing by small amounts, many of which
-    are equal (both lines draw from the question's own rate), 3.8%. 4000 comparisons each:
+    size is at most 1/32 (measured 3.0%); with 15 differing by small amounts, many of which
+    are equal (both lines draw from the question's own rate), 4.25%. 4000 comparisons each:
     the assertion allows alpha + 3 Monte Carlo standard errors (0.34 points each)."""
     rate = _rejections(
         4000, lambda rng: _null_pair(rng, 50, differing, shared=shared), seed=differing

@@ -64,11 +64,6 @@ def wilson(successes: float, n: float, z: float = Z95) -> tuple[float, float]:
     return (low, high)
 
 
-def is_binary(values: Sequence[float] | np.ndarray) -> bool:
-    data = np.asarray(values, dtype=float)
-    return bool(np.all((data == 0.0) | (data == 1.0)))
-
-
 def interval(
     values: Sequence[float], *, seed: int = 0, draws: int = POSTERIOR_DRAWS
 ) -> tuple[float, float]:
@@ -94,7 +89,9 @@ def interval(
 
     Simulated coverage (tests/test_eval_stats.py) is 93-97% for 30-100 questions with rates
     near 0, near 1, in the middle and mixtures with many questions at exactly 0 or 1, for
-    means of samples, pass@k and subset majority votes. Draws are seeded by `seed`.
+    means of samples, pass@k and subset majority votes. Values that are all (or nearly all)
+    0 or 1 inherit the binomial's coverage, which oscillates with the rate and the number of
+    questions; averaged over a band of rates it is 95%. Draws are seeded by `seed`.
     """
     data = np.asarray(values, dtype=float)
     n = len(data)
@@ -146,9 +143,6 @@ class Paired:
     b_better: int
 
 
-_Test = Callable[[float], float]
-
-
 def _lattice(magnitudes: np.ndarray) -> tuple[np.ndarray, int] | None:
     """The magnitudes as integer multiples of 1/L for the smallest L <= LATTICE_UNITS, or None.
 
@@ -171,8 +165,6 @@ def _flip_distribution(magnitudes: np.ndarray) -> tuple[np.ndarray, np.ndarray] 
     Equal magnitudes are grouped: a group of c contributes m (2B - c), B ~ Binomial(c, 1/2).
     On a lattice (`_lattice`) the chance of every integer total is built one question at a
     time; otherwise sums are listed group by group, equal ones merged, up to `EXACT_SUPPORT`."""
-    from scipy.stats import binom  # scipy.stats takes ~0.6 s to import: only when needed
-
     lattice = _lattice(magnitudes) if len(magnitudes) else None
     if lattice is not None and len(magnitudes) * lattice[0].sum() <= LATTICE_WORK:
         units, scale = lattice
@@ -187,6 +179,8 @@ def _flip_distribution(magnitudes: np.ndarray) -> tuple[np.ndarray, np.ndarray] 
             chance[: reach + unit + 1] *= 0.5
             reach += unit
         return (2 * np.arange(total + 1) - total) / scale, chance
+    from scipy.stats import binom  # scipy.stats takes ~0.6 s to import: only when needed
+
     levels, counts = np.unique(magnitudes, return_counts=True)
     support, probability = np.zeros(1), np.ones(1)
     for level, count in sorted(zip(levels, counts, strict=True), key=lambda x: -x[1]):
@@ -244,7 +238,7 @@ def _sign_flip(diff: np.ndarray, seed: int, rounds: int) -> Callable[[float], tu
     return p
 
 
-def _edge(test: _Test, estimate: float, far: float, alpha: float) -> float:
+def _edge(test: Callable[[float], float], estimate: float, far: float, alpha: float) -> float:
     """The bound of {delta : test(delta) > alpha} between `estimate` (inside) and `far`.
 
     When 0 lies between them it is tried first and the search continues on its side, so the
@@ -292,9 +286,10 @@ def paired_test(
 
     Under no difference a and b are exchangeable on each question, so each difference is as
     likely to have either sign: p is the share of the 2^n sign vectors whose |sum| is at least
-    the observed one. Only questions that differ matter, so with few of them the exact
-    distribution is listed (and with 0/1 outcomes on both sides it is the exact McNemar test
-    on the discordant questions); otherwise it is sampled (`rounds`, seeded by `seed`).
+    the observed one. Only questions that differ matter. The distribution is computed
+    exactly when the differences lie on a lattice (0/1 outcomes, where this is the exact
+    McNemar test on the discordant questions; means over 64 subsets; shares of N samples) or
+    few questions differ; otherwise it is sampled (`rounds`, seeded by `seed`).
 
     The p-value counts ties in full rather than by half (mid-p): its size is at most alpha
     for any number of differing questions, which Holm's correction needs; the price is a

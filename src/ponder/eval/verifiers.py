@@ -225,7 +225,10 @@ def verifier(
     samples = sum(len(item.samples[:n]) for item in data)
     unjudged = samples - sum(len(q.scores) for q in every)
     tpr, fpr = _rates(questions, threshold)
-    curve = tuple((t, *(r.rate for r in _rates(questions, t))) for t in THRESHOLDS)
+    curve = []
+    for t in THRESHOLDS:
+        right, wrong = _rates(questions, t)
+        curve.append((t, right.rate, wrong.rate))
     p = np.array([float(np.mean(q.right)) for q in questions])
     ks = budgets(n)
     return Verifier(
@@ -237,7 +240,7 @@ def verifier(
         unjudged=unjudged,
         tpr=tpr,
         fpr=fpr,
-        curve=curve,
+        curve=tuple(curve),
         pass_at_1=float(p.mean()) if len(p) else math.nan,
         resampling={k: resampling_accuracy(p, tpr.rate, fpr.rate, k) for k in ks},
         resampling_limit=resampling_accuracy(p, tpr.rate, fpr.rate, math.inf),
