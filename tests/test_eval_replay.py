@@ -172,22 +172,35 @@ def test_scorer_cost_is_paid_only_by_lines_that_read_the_scorer() -> None:
     assert plain.scoring_tokens[0] == 0 and plain.prompt_tokens[0] == 50
 
 
-def test_verifier_false_positives_and_the_ceilings_they_imply() -> None:
-    # q1: a wrong answer is the most confident; q2: the right one is; q3: all wrong
+def test_verifier_rates_and_the_accuracy_they_allow() -> None:
+    # mean-logprob probabilities exp(score): -0.1 -> 0.90 and -0.5 -> 0.61 are accepted
+    # (>= 0.5), -0.9 -> 0.41 and -1.0 -> 0.37 are not. q1: a wrong answer is the most
+    # confident; q2: the right one is; q3: all wrong.
     items = [
         _item("1", "5", ["5", "9", "5"], [-1.0, -0.1, -0.5]),
         _item("2", "5", ["5", "9", "9"], [-0.1, -0.5, -0.9]),
         _item("3", "5", ["4", "9", "9"], [-0.1, -0.5, -0.9]),
     ]
     report = verifier(items, TASK, "mean-logprob", 3)
-    assert (report.mixed, report.fooled, report.rate) == (2, 1, 0.5)
-    assert report.pool_ceiling == pytest.approx(1 / 3)
-    p = [2 / 3, 1 / 3, 0.0]
-    limit = np.mean([x / (x + (1 - x) * 0.5) if x else 0.0 for x in p])
-    assert report.ceiling_limit == pytest.approx(limit)
-    assert report.ceiling[1] == pytest.approx(np.mean(p))  # one sample: no choice to get wrong
-    assert report.ceiling[1] <= report.ceiling[2] <= report.ceiling_limit
-    assert math.isnan(verifier(items[2:], TASK, "mean-logprob", 3).rate)
+    assert (report.tpr.accepted, report.tpr.samples) == (2, 3)
+    assert (report.fpr.accepted, report.fpr.samples) == (4, 6)
+    assert report.threshold == 0.5 and report.unjudged == 0 and report.judged_questions == 3
+    # TPR = FPR: accepting tells nothing, so resampling gets what one sample gets
+    assert report.pass_at_1 == pytest.approx(1 / 3)
+    assert report.resampling_limit == pytest.approx(1 / 3)
+    assert report.resampling[1] == pytest.approx(1 / 3)
+    assert report.best_of[1] == pytest.approx(1 / 3)  # one sample: no choice to get wrong
+    assert report.best_of[3] == pytest.approx(1 / 3)  # q2 only
+    assert report.best_of[2] == pytest.approx(np.mean([1 / 3, 2 / 3, 0.0]))
+    # an unjudged sample is left out and counted; a question with none judged is left out
+    blind = dataclasses.replace(
+        items[0], samples=tuple(
+            dataclasses.replace(s, scores={"mean-logprob": math.nan}) for s in items[0].samples
+        )
+    )  # fmt: skip
+    partial = verifier([blind, *items[1:]], TASK, "mean-logprob", 3)
+    assert (partial.unjudged, partial.samples, partial.judged_questions) == (3, 9, 2)
+    assert partial.pass_at_1 == pytest.approx(1 / 6)
 
 
 def test_lines_come_from_the_registries_and_duplicates_are_dropped() -> None:

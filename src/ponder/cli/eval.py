@@ -306,27 +306,46 @@ def _print(summary: EvalSummary) -> None:
             f"{r['seconds']:.1f}",
         )
     out.print(grid)
-    for c in summary.comparisons:
-        if c["p_bootstrap"] < 0.05 or (c["p_mcnemar"] is not None and c["p_mcnemar"] < 0.05):
-            mcnemar = "" if c["p_mcnemar"] is None else f", McNemar p={c['p_mcnemar']:.3g}"
-            out.print(
-                f"{c['strategy']}@{c['k']} vs {c['versus']}: {c['difference']:+.3f} "
-                f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], bootstrap p={c['p_bootstrap']:.3g}"
-                f"{mcnemar}",
-                markup=False,
-                highlight=False,
-            )
+    comparisons = summary.comparisons
+    significant = [c for c in comparisons if c["p_holm"] < 0.05]
+    if comparisons:
+        out.print(
+            f"{len(significant)} of {len(comparisons)} paired comparisons significant at 0.05 "
+            "after Holm's correction over all of them (sign-flip test)"
+            + ("; mean difference [95% CI]:" if significant else ""),
+            markup=False,
+            highlight=False,
+        )
+    for c in significant:
+        out.print(
+            f"  {c['strategy']}@{c['k']} vs {c['versus']}: {c['difference']:+.3f} "
+            f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], Holm p={c['p_holm']:.3g} "
+            f"(p={c['p']:.3g}; {c['questions_differing']} of {c['questions']} questions differ, "
+            f"{c['strategy_higher']} higher / {c['versus_higher']} lower)",
+            markup=False,
+            highlight=False,
+        )
+
+    def rate(v: dict[str, Any], name: str) -> str:
+        value = v[f"{name}_rate"]
+        if math.isnan(value):
+            return "– (no such sample)"
+        return f"{value:.3f} [{v[f'{name}_ci_low']:.3f}, {v[f'{name}_ci_high']:.3f}]"
+
     for v in summary.verifiers:
-        rate = v["false_positive_rate"]
-        if rate is None or math.isnan(rate):
-            text = "no question had both right and wrong samples"
+        if v["judged_questions"] == 0:
+            text = "judged no sample"
         else:
+            n = meta["n"]
             text = (
-                f"false-positive rate {rate:.3f} on {v['questions_with_right_and_wrong']} "
-                f"questions; best-of-k ceiling as k→∞ {v['ceiling_limit']:.3f}"
+                f"accepting P≥{v['threshold']:g}, per sample: TPR {rate(v, 'true_positive')}, "
+                f"FPR {rate(v, 'false_positive')}; resample until accepted: "
+                f"{v['resampling_by_k'][str(n)]:.3f} within {n} tries, "
+                f"{v['resampling_limit']:.3f} with no limit; best-of-{n} by score "
+                f"{v['best_of_k'][str(n)]:.3f}"
             )
         if v["unjudged_samples"]:
-            text += f" ({v['unjudged_samples']} of {v['samples']} samples could not be judged)"
+            text += f" ({v['unjudged_samples']} of {v['samples']} samples unjudged, left out)"
         out.print(f"verifier {v['scorer']}: {text}", markup=False, highlight=False)
     for note in meta["notes"]:
         out.print(f"note: {note}", markup=False, highlight=False)

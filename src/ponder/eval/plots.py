@@ -2,8 +2,12 @@
 
 `scaling.png`: accuracy vs mean tokens decoded per question (prompt tokens not found in
 the KV cache + completion tokens, scoring included; log x), a 95% band per strategy,
-pass@k dashed as the oracle ceiling, and per scorer the best-of-k ceiling its false
-positives imply (dotted, Stroebl et al. 2024).
+pass@k dashed as the oracle ceiling, and per scorer (dotted) the accuracy of resampling
+until it accepts, at most k tries, that its per-sample TPR and FPR imply (Stroebl et al.
+2024; `verifiers.resampling_accuracy`). That curve is a model, not a measurement: it is
+drawn at the cost of k samples (of best-of-n with that scorer where measured), which it
+spends only when nothing is accepted sooner; the legend gives its limit with no limit on
+tries.
 `compute.png`: the same lines against FLOPs and against wall seconds.
 """
 
@@ -96,17 +100,18 @@ def scaling_plot(
     fig, ax = plt.subplots(figsize=(12, 6))
     _draw(ax, lines, colors, "decoded_tokens")
     for v in verifiers:
-        if not v.ceiling:
+        if math.isnan(v.resampling_limit):
             continue
         guide = lines.get(f"best-of-n[{v.scorer}]") or lines.get(COVERAGE, [])
         at = {r["k"]: r["decoded_tokens"] for r in guide}
-        ks = [k for k in sorted(v.ceiling) if k in at]
+        ks = [k for k in sorted(v.resampling) if k in at]
         color = colors.get(f"best-of-n[{v.scorer}]", "grey")
         ax.plot(
-            [at[k] for k in ks], [v.ceiling[k] for k in ks], linestyle=":", linewidth=1.6,
+            [at[k] for k in ks], [v.resampling[k] for k in ks], linestyle=":", linewidth=1.6,
             color=color,
-            label=f"ceiling from {v.scorer} false positives (rate {v.rate:.2f}; "
-            f"k→∞: {v.ceiling_limit:.2f})",
+            label=f"model: resample until {v.scorer} accepts (P≥{v.threshold:g}), ≤k tries\n"
+            f"(TPR {v.tpr.rate:.2f}, FPR {v.fpr.rate:.2f}; no limit on tries: "
+            f"{v.resampling_limit:.2f})",
         )  # fmt: skip
     ax.set_xlabel(
         "mean tokens decoded per question (prompt not in the KV cache + completion, "

@@ -1,9 +1,9 @@
 """What an evaluation found, written to `--out DIR`:
 
 * `results.json`: the run (model, dataset, parameters, bank), one row per strategy and
-  budget (accuracy, 95% interval, costs), the paired comparisons, the verifier false
-  positives, and per question the answers, votes and scores of its samples and the answers
-  of the live strategies;
+  budget (accuracy, 95% interval, costs), the paired comparisons (sign-flip tests with Holm's
+  correction), the verifier statistics (`verifiers.py`), and per question the answers,
+  votes and scores of its samples and the answers of the live strategies;
 * `results.csv`: the rows;
 * `scaling.png` and `compute.png` (see `plots.py`);
 * `trees/*.html`: the search tree of every live step-level run (`ponder.tracehtml`);
@@ -26,8 +26,8 @@ from typing import Any
 from ponder.eval.collect import QuestionData
 from ponder.eval.lines import COVERAGE
 from ponder.eval.replay import Cell, candidates_of
-from ponder.eval.stats import interval, is_binary, paired_test
-from ponder.eval.verifiers import Verifier
+from ponder.eval.stats import INTERVAL, holm, interval, paired_test
+from ponder.eval.verifiers import THRESHOLD, Rate, Verifier
 from ponder.seeds import derive
 from ponder.serialize import dumps, jsonable
 from ponder.strategies.base import vote_table
@@ -55,7 +55,7 @@ def table(cells: Mapping[tuple[str, int], Cell], *, seed: int = 0) -> list[dict[
                 "accuracy": cell.accuracy,
                 "ci_low": low,
                 "ci_high": high,
-                "interval": "wilson" if is_binary(cell.values) else "bootstrap",
+                "interval": INTERVAL,
                 "prompt_tokens": prompt,
                 "cached_prompt_tokens": cell.mean("cached_tokens"),
                 "completion_tokens": completion,
@@ -72,11 +72,15 @@ def table(cells: Mapping[tuple[str, int], Cell], *, seed: int = 0) -> list[dict[
 def comparisons(
     cells: Mapping[tuple[str, int], Cell], baseline: str, *, seed: int = 0
 ) -> list[dict[str, Any]]:
-    """Paired tests on the same questions.
+    """Paired tests on the same questions (`stats.paired_test`: a sign-flip test and the
+    interval that inverts it).
 
     * every line at each budget against `baseline` at the same budget;
     * every line at its largest budget against one sample (pass@1: each question's share
       of right samples), i.e. what the extra compute bought.
+
+    `p_holm` is Holm's adjustment over every comparison of this list: the family a reader
+    scans for significant ones, so reject on it, not on `p`.
     """
     out = []
     largest: dict[str, int] = {}
@@ -106,12 +110,15 @@ def comparisons(
                     "difference": test.difference,
                     "ci_low": test.ci[0],
                     "ci_high": test.ci[1],
-                    "p_bootstrap": test.p_bootstrap,
-                    "p_mcnemar": test.p_mcnemar,
-                    "only_strategy_right": test.a_only,
-                    "only_versus_right": test.b_only,
+                    "p": test.p,
+                    "p_exact": test.exact,
+                    "questions_differing": test.differing,
+                    "strategy_higher": test.a_better,
+                    "versus_higher": test.b_better,
                 }
             )
+    for row, adjusted in zip(out, holm([row["p"] for row in out]), strict=True):
+        row["p_holm"] = adjusted
     return out
 
 
@@ -299,6 +306,85 @@ STYLE = (
 )
 
 
+def _comparison_table(paired: Sequence[Mapping[str, Any]]) -> str:
+    view = [
+        {
+            "strategy": f"{r['strategy']}@{r['k']}",
+            "versus": r["versus"],
+            "questions": r["questions"],
+            "differ (strategy higher / versus higher)": f"{r['questions_differing']} "
+            f"({r['strategy_higher']} / {r['versus_higher']})",
+            "mean difference [95% CI]": f"{r['difference']:+.3f} "
+            f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+            "p": r["p"],
+            "p exact": r["p_exact"],
+            "Holm p": r["p_holm"],
+        }
+        for r in paired
+    ]
+    return _table(view)
+
+
+def _rate(rate: Rate) -> str:
+    if math.isnan(rate.rate):
+        return "–"
+    return (
+        f"{rate.rate:.3f} [{rate.ci[0]:.3f}, {rate.ci[1]:.3f}] ({rate.accepted} of {rate.samples})"
+    )
+
+
+def _verifier_section(verifiers: Sequence[Verifier], n: int) -> str:
+    if not verifiers:
+        return "<p>none</p>"
+    head = (
+        "<p>Each scorer as a verifier that <i>accepts</i> a sample when its probability "
+        f"(the scorer's score mapped to [0, 1]) is at least the threshold ({THRESHOLD} unless "
+        "the table says otherwise). TPR: the share of right samples it accepts; FPR: the "
+        "share of wrong samples it accepts (the false-positive rate of Stroebl et al. 2024); "
+        "both per sample, pooled over questions, with 95% Wilson intervals widened for "
+        "samples of one question being alike. <i>Resample until accepted</i>: their model "
+        "of drawing samples until the verifier accepts one, from each question's share of "
+        "right samples and these two rates; with at most N tries (none accepted: the last "
+        "sample drawn is the answer) and with no limit, the ceiling however much is spent. "
+        "<i>Best-of-N by score</i>: measured, the share of questions whose top-scored "
+        "sample is right (ties share the credit, and samples without an answer count: so it "
+        "can differ from the best-of-n line, which takes the earliest of tied samples and "
+        "skips those without an answer). Accuracies are shares of questions, over "
+        "the questions with a judged sample; unjudged samples (no score) are left out.</p>"
+    )
+    summary = [
+        {
+            "scorer": v.scorer,
+            "threshold": v.threshold,
+            "TPR [95% CI] (accepted of right)": _rate(v.tpr),
+            "FPR [95% CI] (accepted of wrong)": _rate(v.fpr),
+            "one sample": v.pass_at_1,
+            f"resample until accepted, ≤{n} tries": v.resampling.get(n, math.nan),
+            "resample until accepted, no limit": v.resampling_limit,
+            f"best-of-{n} by score (measured)": v.best_of.get(n, math.nan),
+            "unjudged samples": f"{v.unjudged} of {v.samples}",
+            "questions left out (none judged)": v.questions - v.judged_questions,
+        }
+        for v in verifiers
+    ]
+    parts = [head, _table(summary)]
+    for v in verifiers:
+        by_k = [
+            {
+                "k": k,
+                "resample until accepted, ≤k tries": v.resampling[k],
+                "best-of-k by score (measured)": v.best_of.get(k, math.nan),
+            }
+            for k in sorted(v.resampling)
+        ]
+        curve = [{"accept when probability ≥": t, "TPR": tp, "FPR": fp} for t, tp, fp in v.curve]
+        parts.append(
+            f"<details><summary>{html.escape(v.scorer)}: accuracy by budget and the "
+            f"TPR/FPR curve</summary>{_table(by_k)}{_table(curve)}</details>"
+        )
+    return "".join(parts)
+
+
 def render_html(
     *,
     meta: Mapping[str, Any],
@@ -315,20 +401,6 @@ def render_html(
         for k, v in meta.items()
         if not isinstance(v, (dict, list))
     )
-    verifier_rows = [
-        {
-            "scorer": v.scorer,
-            "questions with right and wrong samples": v.mixed,
-            "fooled": v.fooled,
-            "false-positive rate [95% CI]": f"{v.rate:.3f} [{v.rate_ci[0]:.3f}, {v.rate_ci[1]:.3f}]"
-            if v.mixed
-            else "–",
-            "pool ceiling (top-scored sample right)": v.pool_ceiling,
-            "fLaws ceiling as k→∞": v.ceiling_limit,
-            "samples it could not judge": f"{v.unjudged} of {v.samples}",
-        }
-        for v in verifiers
-    ]
     notes = "".join(f"<li>{html.escape(str(x))}</li>" for x in meta.get("notes", []))
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>ponder eval: "
@@ -339,16 +411,20 @@ def render_html(
         + "<h2>Accuracy against compute</h2>"
         + "".join(_image(p) for p in images)
         + "<h2>Strategies × budget</h2><p>Mean per question. Replayed lines: the mean over "
-        "random k-subsets of the stored samples; pass@k: the unbiased estimator. Intervals: "
-        "Wilson for 0/1 outcomes per question, else a bootstrap over questions.</p>"
+        "random k-subsets of the stored samples; pass@k: the unbiased estimator. Every "
+        "interval is the same 95% interval of the mean over questions (the posterior of the "
+        "mean under a Dirichlet prior with half a pseudo-question at 0 and at 1: Jeffreys' "
+        "interval when each question is 0 or 1, a Bayesian bootstrap otherwise), so a line "
+        "keeps its meaning from k = 1 to k = N.</p>"
         + _results_table(rows)
-        + "<h2>Paired comparisons</h2><p>Same questions; paired bootstrap of the difference "
-        "and McNemar's exact test when both sides are 0/1 per question.</p>"
-        + _table(paired)
-        + "<h2>Verifier false positives</h2><p>How often each scorer ranks a wrong sample "
-        "above every right one (questions with both), and the best-of-k ceiling that implies "
-        "(Stroebl et al. 2024).</p>"
-        + _table(verifier_rows)
+        + "<h2>Paired comparisons</h2><p>Same questions. Sign-flip permutation test of the "
+        "mean difference (exact when few questions differ; with 0/1 outcomes it is McNemar's "
+        "exact test), its 95% interval (the differences the test does not reject: it holds 0 "
+        "exactly when p &gt; 0.05), and Holm's adjustment over all the comparisons below: "
+        "call a difference significant when the Holm p is below 0.05.</p>"
+        + _comparison_table(paired)
+        + "<h2>Verifiers</h2>"
+        + _verifier_section(verifiers, n)
         + "<h2>Questions</h2>"
         + _drill_down(details, data, n)
         + "</body></html>"
