@@ -16,3 +16,11 @@ def embedded_backend() -> Iterator[Backend]:
     backend = load_backend("embedded", model="small")
     yield backend
     backend.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that loads the embedded model is a model test, marked or not: `-m "not model"`
+    must not load it."""
+    for item in items:
+        if "embedded_backend" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.model)

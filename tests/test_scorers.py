@@ -80,7 +80,7 @@ def test_self_eval_reads_top_logprobs_elsewhere_and_counts_its_tokens() -> None:
     request = backend.requests[0]
     assert "Is this answer correct? Answer Yes or No." in request.text
     assert request.params.max_tokens == 1 and request.params.temperature == 0.0
-    assert request.params.top_logprobs == 5  # all the scripted backend has
+    assert request.params.top_logprobs == 20  # all the scripted backend offers
     step = Attempt("2+2?", ("2+2 is 4.\n\n", "So 4.\n\n"), None)
     build_scorer("self-eval", backend=backend, method="logprobs").score([step])
     assert "Is this next step correct?" in backend.requests[-1].text

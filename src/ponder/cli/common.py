@@ -79,8 +79,9 @@ def print_json(data: Any) -> None:
 
 
 def say(text: str, **style: Any) -> None:
-    """A line of plain text (no rich markup read into it)."""
-    console.print(text, markup=False, highlight=False, **style)
+    """A line of plain text: no rich markup read into it, never cut at the console's width
+    (a pipe or a narrow terminal must get whole lines)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True, **style)
 
 
 def warn(text: str) -> None:

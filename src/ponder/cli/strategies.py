@@ -12,7 +12,7 @@ def strategies() -> None:
 
     def line(name: str, kind: str, summary: str) -> None:
         # one line each, however narrow the terminal: easy to grep
-        say(f"  {name:<20} {kind:<33} {summary}", soft_wrap=True)
+        say(f"  {name:<20} {kind:<33} {summary}")
 
     console.print("[bold]strategies[/bold]")
     for entry in describe_strategies():

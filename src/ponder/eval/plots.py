@@ -13,15 +13,18 @@ tries.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from ponder.eval.lines import COVERAGE
 from ponder.eval.verifiers import Verifier
 
 Row = Mapping[str, Any]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _lines(rows: Sequence[Row]) -> dict[str, list[Row]]:
@@ -87,12 +90,25 @@ def _short(value: float, _: Any = None) -> str:
     return f"{value:,.4g}"
 
 
+def _plain_text(draw: Callable[P, R]) -> Callable[P, R]:
+    """Draw on the file backend with text taken as text: a dataset or model name with `$`
+    in it is no mathtext (which fails on `$\\sqrt{$` and would lose the report)."""
+
+    @functools.wraps(draw)
+    def drawn(*args: P.args, **kwargs: P.kwargs) -> R:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return drawn
+
+
+@_plain_text
 def scaling_plot(
     rows: Sequence[Row], verifiers: Sequence[Verifier], path: Path, title: str = ""
 ) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     lines = _lines(rows)
@@ -127,10 +143,8 @@ def scaling_plot(
     return path
 
 
+@_plain_text
 def compute_plot(rows: Sequence[Row], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     lines = _lines(rows)
