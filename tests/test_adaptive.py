@@ -4,11 +4,14 @@ decides and costs what the live run did, and halted traces are never decoded fur
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
+import json
 from collections import Counter
 from collections.abc import Sequence
 
+import httpx
 import numpy as np
 import pytest
 from scipy import integrate
@@ -20,12 +23,14 @@ from ponder.errors import ConfigError, UnsupportedError
 from ponder.eval.bank import Sample
 from ponder.eval.replay import candidates_of
 from ponder.result import Result
+from ponder.server.app import ServerSettings, create_app
 from ponder.strategies.adaptive_consistency import posterior
 from ponder.strategies.base import SampleStrategy
 from ponder.strategies.deepconf import GroupConfidenceFloor, trace_confidence
 from ponder.strategies.spec import StrategySpec
 from ponder.tasks import get_task
 from tests.support.recording import Recording
+from tests.support.uvicorn_thread import serve
 
 TASK = get_task("math")
 
@@ -273,3 +278,47 @@ def test_replay_of_a_live_runs_draws_decides_as_it_did(
         halted = [c for c in live.candidates if c.finish_reason == "halted"]
         # a halted trace stopped decoding at the token its window fell below the threshold
         assert all(c.completion_tokens < 40 and c.answer is None for c in halted)
+
+
+class _Paced(ScriptedBackend):
+    """A scripted model that takes a moment per call, like one decoding tokens."""
+
+    async def acontinue(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.15)
+        return await super().acontinue(*args, **kwargs)
+
+
+def test_adaptive_strategies_through_the_server_show_progress_while_streaming() -> None:
+    backend = _Paced(_stream(["7", "8", "7", "7", "7", "7", "7", "7"] * 2))
+    settings = ServerSettings(keepalive_seconds=0.05)
+    with serve(create_app(backend, settings)) as url:
+        body = {
+            "model": "adaptive-consistency@16/m",
+            "messages": [{"role": "user", "content": "q"}],
+            "stream": True,
+            "seed": 0,
+            "ponder": {"batch_size": 1, "trace": True},
+        }
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=30) as reply:
+            lines = [line for line in reply.iter_lines() if line]
+        assert reply.status_code == 200
+        progress = [line for line in lines if line.startswith(": progress")]
+        assert progress and progress[-1].endswith("tokens sampled")
+        assert lines[-1] == "data: [DONE]"
+        answer = "".join(
+            json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+            for line in lines
+            if line.startswith("data: {") and json.loads(line[6:])["choices"]
+        )
+        assert "The answer is" in answer
+        # the model name and the body field pick every adaptive rule, options checked
+        plain = httpx.post(url + "/v1/chat/completions", timeout=30, json={
+            "model": "esc@8/m", "messages": [{"role": "user", "content": "q"}], "seed": 0,
+            "ponder": {"window": 4, "trace": True},
+        })  # fmt: skip
+        assert plain.status_code == 200 and plain.json()["ponder"]["used"] in (4, 8)
+        bad = httpx.post(url + "/v1/chat/completions", timeout=30, json={
+            "model": "adaptive-consistency@8/m", "messages": [{"role": "user", "content": "q"}],
+            "ponder": {"threshold": 2},
+        })  # fmt: skip
+        assert bad.status_code == 400 and "threshold" in bad.text

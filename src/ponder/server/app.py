@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ponder.backends.base import Backend
-from ponder.core import SamplingParams, normalize_prompt
+from ponder.core import SamplingParams, TokenCallback, normalize_prompt
 from ponder.errors import (
     BackendError,
     BackendTimeoutError,
@@ -59,6 +59,7 @@ from ponder.server.schemas import (
     error_body,
     models_body,
     parse_request,
+    progress_comment,
 )
 from ponder.strategies.spec import describe_strategies
 
@@ -67,7 +68,8 @@ log = logging.getLogger("ponder.server")
 STOP_GRACE_SECONDS = 5.0
 """How long a cancelled request's work may take to unwind before its slot is freed anyway."""
 
-Job = Callable[[], Awaitable[Outcome]]
+Job = Callable[[TokenCallback | None], Awaitable[Outcome]]
+"""The work of a request; it reports the tokens it samples to the callback, if any."""
 Emit = Callable[[str], Awaitable[None]]
 
 
@@ -184,12 +186,12 @@ class Ticket:
         self._gate = gate
         self._state = "waiting"
 
-    async def run(self, job: Job) -> Outcome:
+    async def run(self, job: Job, on_tokens: TokenCallback | None = None) -> Outcome:
         await self._gate.slots.acquire()
         self._gate.waiting -= 1
         self._gate.running += 1
         self._state = "running"
-        return await job()
+        return await job(on_tokens)
 
     def release(self) -> None:
         if self._state == "waiting":
@@ -292,8 +294,8 @@ class _Service:
             prompt = normalize_prompt(body.to_prompt())
             n, keep_logprobs = body.choices, body.top_logprobs_wanted is not None
 
-            async def pass_through() -> Outcome:
-                generation = await self.backend.agenerate(prompt, params, n=n)
+            async def pass_through(on_tokens: TokenCallback | None) -> Outcome:
+                generation = await self.backend.agenerate(prompt, params, n=n, on_tokens=on_tokens)
                 choices = tuple(
                     Choice(c.text, c.finish_reason, c.num_tokens,
                            c.logprobs if keep_logprobs else None)
@@ -307,8 +309,9 @@ class _Service:
             raise ConfigError("the question (the last user message) is empty")
         strategy = plan.spec.build(self.backend)
 
-        async def search() -> Outcome:
-            return _outcome(await strategy.arun(question, self.backend), plan.trace)
+        async def search(on_tokens: TokenCallback | None) -> Outcome:
+            result = await strategy.arun(question, self.backend, on_tokens=on_tokens)
+            return _outcome(result, plan.trace)
 
         return search
 
@@ -375,7 +378,8 @@ class _Service:
         job: Job,
         ticket: Ticket,
     ) -> None:
-        """Role chunk at once, keep-alive comments while working, then the answer."""
+        """Role chunk at once, comments while working (how many tokens the strategy has
+        sampled so far, or a keep-alive), then the answer."""
         if chunks.chat:
             for i in range(choices):
                 await emit(chunks.delta(i, {"role": "assistant", "content": ""}))
@@ -383,8 +387,14 @@ class _Service:
             await emit(KEEP_ALIVE)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.request_timeout
-        work = asyncio.create_task(ticket.run(job))
+        sampled = [0]
+
+        def count(tokens: int) -> None:
+            sampled[0] += tokens
+
+        work = asyncio.create_task(ticket.run(job, count))
         gone = asyncio.create_task(_disconnected(receive))
+        told = 0
         try:
             while not work.done():
                 left = deadline - loop.time()
@@ -399,7 +409,9 @@ class _Service:
                     self.metrics.errors.labels("client_gone").inc()
                     return
                 if not work.done():
-                    await emit(KEEP_ALIVE)
+                    news = sampled[0] != told
+                    told = sampled[0]
+                    await emit(progress_comment(told) if news else KEEP_ALIVE)
             try:
                 outcome = _result(work)
             except ApiError as exc:

@@ -387,6 +387,13 @@ def data_event(payload: dict[str, Any]) -> str:
 
 
 KEEP_ALIVE = ": keep-alive\n\n"
+
+
+def progress_comment(tokens: int) -> str:
+    """An SSE comment (clients that do not look for it skip it) with the work done so far."""
+    return f": progress {tokens} tokens sampled\n\n"
+
+
 DONE = "data: [DONE]\n\n"
 
 
