@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ponder.eval.collect import QuestionData
 from ponder.eval.lines import COVERAGE
 from ponder.eval.replay import Cell, candidates_of
@@ -52,6 +54,7 @@ def table(cells: Mapping[tuple[str, int], Cell], *, seed: int = 0) -> list[dict[
                 "live": cell.live,
                 "questions": len(cell.values),
                 "samples": cell.mean("samples_used"),
+                **_spread(cell.samples_used),
                 "accuracy": cell.accuracy,
                 "ci_low": low,
                 "ci_high": high,
@@ -67,6 +70,43 @@ def table(cells: Mapping[tuple[str, int], Cell], *, seed: int = 0) -> list[dict[
             }
         )
     return rows
+
+
+def _spread(used: Sequence[float]) -> dict[str, float]:
+    """How many samples a line read per question (it varies for early-stopping rules)."""
+    if not used:
+        return {"samples_min": math.nan, "samples_median": math.nan, "samples_max": math.nan}
+    values = np.asarray(used, dtype=float)
+    return {
+        "samples_min": float(values.min()),
+        "samples_median": float(np.median(values)),
+        "samples_max": float(values.max()),
+    }
+
+
+def _samples_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The lines that read fewer samples than their budget on some question."""
+    stopping = [
+        {
+            "strategy": r["strategy"],
+            "k": r["k"],
+            "mean samples": r["samples"],
+            "min": r["samples_min"],
+            "median": r["samples_median"],
+            "max": r["samples_max"],
+            "mean completion tokens": r["completion_tokens"],
+        }
+        for r in rows
+        if r["samples_min"] < r["k"]
+    ]
+    if not stopping:
+        return ""
+    return (
+        "<h2>Samples used per question</h2><p>Lines that stop early read fewer samples than "
+        "their budget k and are charged only those (and, for a trace halted mid-generation, "
+        "only its tokens up to the halt); per question, the mean over its replayed subsets.</p>"
+        + _table(stopping)
+    )
 
 
 def comparisons(
@@ -417,6 +457,7 @@ def render_html(
         "interval when each question is 0 or 1, a Bayesian bootstrap otherwise), so a line "
         "keeps its meaning from k = 1 to k = N.</p>"
         + _results_table(rows)
+        + _samples_table(rows)
         + "<h2>Paired comparisons</h2><p>Same questions. Sign-flip permutation test of the "
         "mean difference (exact when few questions differ; with 0/1 outcomes it is McNemar's "
         "exact test), its 95% interval (the differences the test does not reject: it holds 0 "
