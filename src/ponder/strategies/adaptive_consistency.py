@@ -22,7 +22,7 @@ a live run does.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -57,15 +57,9 @@ class AdaptiveConsistency(SelfConsistency):
         if self.criterion not in ("beta", "dirichlet"):
             raise ConfigError(f"criterion must be beta or dirichlet, got {self.criterion!r}")
 
-    def batches(self, total: int | None) -> Iterator[int]:
-        if self.batch_size is not None:
-            yield from super().batches(total)
-            return
-        drawn = 0
-        while total is None or drawn < total:
-            size = DEFAULT_BATCH if total is None else min(DEFAULT_BATCH, total - drawn)
-            drawn += size
-            yield size
+    def next_batch(self, drawn: Sequence[Candidate], total: int | None) -> int:
+        step = self.batch_size or DEFAULT_BATCH
+        return step if total is None else max(min(step, total - len(drawn)), 0)
 
     def settled(self, candidates: Sequence[Candidate]) -> str | None:
         counts = [v.count for v in vote_table(candidates)]

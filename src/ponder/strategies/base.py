@@ -23,7 +23,7 @@ import enum
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -393,15 +393,13 @@ class SampleStrategy(Strategy):
             )
         return params
 
-    def batches(self, total: int | None) -> Iterator[int]:
-        """The sizes of the successive draws for a budget of `total` samples (None: no
-        sample limit, the token budget decides)."""
+    def next_batch(self, drawn: Sequence[Candidate], total: int | None) -> int:
+        """How many samples to draw next, given those drawn so far, for a budget of `total`
+        samples (None: no sample limit, the token budget decides); 0 ends the drawing. It may
+        look at what was drawn (a rule that first probes, then decides how far to go), and
+        must be pure, as `settled` is: replay asks it the same questions."""
         step = self.batch_size or total or DEFAULT_TOKEN_BATCH
-        drawn = 0
-        while total is None or drawn < total:
-            size = step if total is None else min(step, total - drawn)
-            drawn += size
-            yield size
+        return step if total is None else max(min(step, total - len(drawn)), 0)
 
     def decide(self, candidates: Sequence[Candidate], rng: np.random.Generator) -> Selection:
         """The strategy on samples already drawn, in the order they were drawn (what replay
@@ -410,7 +408,7 @@ class SampleStrategy(Strategy):
         drawn = list(candidates)
         used, stop, halted = len(drawn), None, False
         seen = 0
-        for size in self.batches(len(drawn)):
+        while (size := min(self.next_batch(drawn[:seen], len(drawn)), len(drawn) - seen)) > 0:
             rule = self.halting(drawn[:seen])
             if rule is not None:
                 for i in range(seen, seen + size):
@@ -419,9 +417,9 @@ class SampleStrategy(Strategy):
                         drawn[i] = halted_copy(drawn[i], at + 1)
                         halted = True
             seen += size
+            used = seen
             stop = self.settled(drawn[:seen])
             if stop is not None:
-                used = seen
                 break
         selection = self.select(drawn[:used], rng)
         tokens = tuple(c.completion_tokens for c in drawn[:used]) if halted else ()
@@ -441,7 +439,7 @@ class SampleStrategy(Strategy):
         scores: list[dict[str, float]] = []
         candidates: list[Candidate] = []
         stop = None
-        for size in self.batches(self.budget.samples):
+        while (size := self.next_batch(candidates, self.budget.samples)) > 0:
             if self.budget.tokens is not None:
                 size = min(size, self._affordable(run, len(completions), params))
                 if size < 1:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
@@ -145,17 +145,13 @@ class DeepConf(SampleStrategy):
             params, logprobs=True, top_logprobs=max(params.top_logprobs, self.top_k)
         )
 
-    def batches(self, total: int | None) -> Iterator[int]:
+    def next_batch(self, drawn: Sequence[Candidate], total: int | None) -> int:
         """Online: the warm-up in one call, then `batch_size` at a time; offline: the
         sample strategies' batches (all at once by default)."""
-        if self.mode == "offline":
-            yield from super().batches(total)
-            return
-        first = self.warmup if total is None else min(self.warmup, total)
-        yield first
-        rest = None if total is None else total - first
-        if rest is None or rest > 0:
-            yield from super().batches(rest)
+        warmup = self.warmup or 0
+        if self.mode == "online" and len(drawn) < warmup:
+            return warmup - len(drawn) if total is None else min(warmup, total) - len(drawn)
+        return super().next_batch(drawn, total)
 
     def halting(self, candidates: Sequence[Candidate]) -> GroupConfidenceFloor | None:
         if self.mode == "offline" or len(candidates) < self.warmup:
