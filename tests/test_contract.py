@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -28,14 +29,22 @@ def _reply(request: ScriptedRequest) -> str:
     return "So 2 + 3 = 5.\nThe answer is 5."
 
 
+def _spec(name: str, folder: Path, seed: int, scorer: str | None = None) -> StrategySpec:
+    cls = STRATEGIES.get(name)
+    return StrategySpec(
+        name, samples=4, scorer=scorer, sampling=SamplingParams(max_tokens=64), seed=seed,
+        options=cls.example_options(folder, Recording(_reply).model_id),
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("scorer", [None, "self-eval"])
 @pytest.mark.parametrize("name", NAMES)
-def test_every_strategy_keeps_the_contract(name: str, scorer: str | None) -> None:
+def test_every_strategy_keeps_the_contract(
+    name: str, scorer: str | None, tmp_path: Path
+) -> None:
     # self-eval spends model tokens through the same backend: they must be counted too
     backend = Recording(_reply, score_rule=lambda _p, reply: -0.1 if reply == "Yes" else -2.0)
-    spec = StrategySpec(
-        name, samples=4, scorer=scorer, sampling=SamplingParams(max_tokens=64), seed=3
-    )
+    spec = _spec(name, tmp_path, 3, scorer)
     strategy = spec.build(backend)
     result = strategy.run("What is 2 + 3?", backend)
 
@@ -58,11 +67,10 @@ def test_every_strategy_keeps_the_contract(name: str, scorer: str | None) -> Non
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_strategy_is_reproducible_from_its_seed(name: str) -> None:
+def test_every_strategy_is_reproducible_from_its_seed(name: str, tmp_path: Path) -> None:
     def run() -> Result:
         backend = Recording(_reply)
-        spec = StrategySpec(name, samples=4, sampling=SamplingParams(max_tokens=64), seed=7)
-        return spec.build(backend).run("What is 2 + 3?", backend)
+        return _spec(name, tmp_path, 7).build(backend).run("What is 2 + 3?", backend)
 
     first, second = run(), run()
     assert [c.text for c in first.candidates] == [c.text for c in second.candidates]

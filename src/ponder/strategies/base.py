@@ -25,6 +25,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -154,6 +155,14 @@ class Strategy(ABC):
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.scorer is not None:
             check_scorer(type(self), type(self.scorer))
+
+    @classmethod
+    def example_options(cls, folder: Path, model_id: str) -> dict[str, Any]:
+        """Options that make a working example of this strategy for `model_id` (the
+        contract test builds every registered strategy with them): none by default; a
+        strategy with a required option (a policy file) writes what it needs in `folder`."""
+        del folder, model_id
+        return {}
 
     def rng(self, question: str) -> np.random.Generator:
         """The generator for every random choice on `question` (ties, subsets, resampling)."""
