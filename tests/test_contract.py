@@ -39,9 +39,7 @@ def _spec(name: str, folder: Path, seed: int, scorer: str | None = None) -> Stra
 
 @pytest.mark.parametrize("scorer", [None, "self-eval"])
 @pytest.mark.parametrize("name", NAMES)
-def test_every_strategy_keeps_the_contract(
-    name: str, scorer: str | None, tmp_path: Path
-) -> None:
+def test_every_strategy_keeps_the_contract(name: str, scorer: str | None, tmp_path: Path) -> None:
     # self-eval spends model tokens through the same backend: they must be counted too
     backend = Recording(_reply, score_rule=lambda _p, reply: -0.1 if reply == "Yes" else -2.0)
     spec = _spec(name, tmp_path, 3, scorer)

@@ -19,6 +19,7 @@ from ponder.cli.models import models
 from ponder.cli.serve import serve
 from ponder.cli.solve import solve
 from ponder.cli.strategies import strategies
+from ponder.cli.tune import tune_
 from ponder.errors import PonderError
 
 app = typer.Typer(
@@ -32,13 +33,14 @@ for command, name in (
     (solve, "solve"),
     (generate, "generate"),
     (eval_, "eval"),
+    (tune_, "tune"),
     (serve, "serve"),
     (strategies, "strategies"),
     (models, "models"),
 ):
     app.command(name)(command)
 
-COMMANDS = ("solve", "generate", "eval", "serve", "strategies", "models")
+COMMANDS = ("solve", "generate", "eval", "tune", "serve", "strategies", "models")
 
 
 def _fail(message: str, status: int = 2) -> None:

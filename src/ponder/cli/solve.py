@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -60,6 +61,13 @@ def solve(
     step_delimiter: Annotated[
         str | None, typer.Option(help="Where a reasoning step ends (default a blank line).")
     ] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="compute-optimal: the policy ponder tune wrote.")
+    ] = None,
+    budget_tokens: Annotated[
+        int | None,
+        typer.Option(help="compute-optimal: the mean tokens per question to aim at.", min=1),
+    ] = None,
     option: OptionsOpt = None,
     trace_html: Annotated[
         str | None, typer.Option(help="Write the search tree (step-level strategies) here.")
@@ -76,7 +84,12 @@ def solve(
         raise ConfigError("the question is empty: give some text")
     check_text(question, "the question")
     options = parse_options(option)
-    flags = {"beam_width": beam_width, "step_delimiter": step_delimiter}
+    flags = {
+        "beam_width": beam_width,
+        "step_delimiter": step_delimiter,
+        "policy": str(policy) if policy else None,
+        "budget_tokens": budget_tokens,
+    }
     options.update({k: v for k, v in flags.items() if v is not None})
     if particles is not None and n is not None and particles != n:
         raise ConfigError(f"--particles {particles} and -n {n} disagree: give one of them")

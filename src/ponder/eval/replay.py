@@ -101,10 +101,21 @@ def candidates_of(samples: Sequence[Sample], task: Task) -> list[Candidate]:
     return [s.candidate(label) for s, label in zip(samples, labels, strict=True)]
 
 
-def subsets(n: int, k: int, count: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
-    if math.comb(n, k) <= count:
-        return list(itertools.combinations(range(n), k))
-    return [tuple(sorted(rng.choice(n, size=k, replace=False).tolist())) for _ in range(count)]
+def subsets(
+    n: int, k: int, count: int, rng: np.random.Generator, fixed: int = 0
+) -> list[tuple[int, ...]]:
+    """k of n sample indices, in index order: every subset when there are at most `count`,
+    else `count` seeded at random. The first `fixed` samples are in every subset (a probe
+    that a strategy's later draws continue)."""
+    fixed = min(fixed, k)
+    head = tuple(range(fixed))
+    if math.comb(n - fixed, k - fixed) <= count:
+        return [head + rest for rest in itertools.combinations(range(fixed, n), k - fixed)]
+    return [
+        head
+        + tuple(sorted(rng.choice(np.arange(fixed, n), size=k - fixed, replace=False).tolist()))
+        for _ in range(count)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +229,10 @@ def replay(
     n: int,
     subset_count: int = SUBSETS,
     seed: int = 0,
+    fixed: int = 0,
 ) -> dict[tuple[str, int], Cell]:
-    """Cells of every replayed line at every budget, over the questions in `data`."""
+    """Cells of every replayed line at every budget, over the questions in `data` (every
+    subset holding the first `fixed` samples, when given)."""
     cells: dict[tuple[str, int], Cell] = {}
     scorers = sorted({line.scorer for line in lines if line.scorer is not None})
     for item in data:
@@ -229,7 +242,7 @@ def replay(
         pool = _pool(item, task, scorers)
         qid = item.question.id
         for k in budgets(n):
-            picks = subsets(n, k, subset_count, seeds.rng(seed, "subsets", qid, k))
+            picks = subsets(n, k, subset_count, seeds.rng(seed, "subsets", qid, k), fixed)
             streams = [candidates_of([samples[i] for i in pick], task) for pick in picks]
             for line in lines:
                 if k not in line.ks:

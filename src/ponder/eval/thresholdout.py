@@ -11,9 +11,9 @@ adaptive questions without being overfitted.
     stop answering (the guarantee is spent) once the budget is exhausted
 
 Only the answers are released: a selection made by them is valid for the holdout as long as
-the budget lasts. The answers are accurate to within `tolerance` with high probability; the
-paper's bound needs a holdout of size of the order log(queries) * sqrt(budget) / tau^2, and
-`tolerance` here is what the test checks by simulation.
+the budget lasts. An answer is within `tolerance(n)` of the truth unless the noise or the
+holdout's own sampling error is unusually large (the test checks it by simulation; the
+paper's bound needs a holdout of the order log(queries) * sqrt(budget) / tau^2).
 """
 
 from __future__ import annotations
@@ -52,11 +52,12 @@ class Thresholdout:
     def exhausted(self) -> bool:
         return self.spent >= self.budget
 
-    @property
-    def tolerance(self) -> float:
-        """The accuracy of an answer the mechanism claims: T plus the noise it adds (the
-        99th percentile of |Lap(4 sigma)| + |Lap(sigma)|)."""
-        return self.threshold + 5.0 * np.log(100.0) * self.sigma
+    def tolerance(self, holdout: int) -> float:
+        """How far an answer may be from the truth, for a holdout of `holdout` items of
+        values in [0, 1]: T (an answer from the training set differs from the holdout's by
+        at most T + eta) plus 8 sigma (twice the typical |eta| plus |xi|) plus 2 / sqrt(n)
+        (four standard errors of the holdout's own mean at the worst variance, 1/4)."""
+        return self.threshold + 8.0 * self.sigma + 2.0 / np.sqrt(max(holdout, 1))
 
     def query(self, train: Sequence[float], holdout: Sequence[float]) -> float:
         """The mechanism's answer for the mean of one statistic (per-item values in [0, 1])."""
@@ -87,5 +88,4 @@ class Thresholdout:
             "holdout_consulted": self.spent,
             "budget_left": self.left,
             "guarantee": "spent" if self.exhausted else "holds",
-            "tolerance": self.tolerance,
         }

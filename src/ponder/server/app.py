@@ -95,6 +95,8 @@ class ServerSettings:
     """The plain model name `/v1/models` lists."""
     scorer_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
     """Options of scorers that requests cannot set, by canonical scorer name."""
+    strategy_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+    """Options of strategies that requests cannot set (a policy file), by strategy name."""
 
     def __post_init__(self) -> None:
         positive = ("max_concurrency", "max_n", "max_tokens", "max_body_bytes")
@@ -269,6 +271,7 @@ class _Service:
                 body.model, body.ponder, params, body.seed or 0, max_n=self.settings.max_n,
                 max_tokens=self.settings.budget_tokens,
                 scorer_options=self.settings.scorer_options,
+                strategy_options=self.settings.strategy_options,
             )  # fmt: skip
             job = self.job(body, plan, params)
         except PonderError as exc:

@@ -60,6 +60,7 @@ def route(
     max_n: int,
     max_tokens: int,
     scorer_options: Mapping[str, Mapping[str, Any]],
+    strategy_options: Mapping[str, Mapping[str, Any]] = {},
 ) -> Route:
     """The route of a request; raises ConfigError naming what to change."""
     name, n = parse_model(model)
@@ -94,6 +95,13 @@ def route(
                 f"scorer {scorer!r} needs {', '.join(missing)}, which this server was not "
                 f"started with (ponder serve --scorer-option {scorer}.{missing[0]}=...)"
             )
+    canonical = STRATEGIES.canonical(name)
+    fixed = dict(strategy_options.get(canonical, {}))
+    clashing = sorted(set(ponder.strategy_options) & set(fixed))
+    if clashing:
+        raise ConfigError(
+            f"ponder.{clashing[0]} is set by the server for {canonical}; a request cannot set it"
+        )
     # the strategy's default n even with a token budget: the server always caps the tokens
     samples = n or default_budget(STRATEGIES.get(name)).samples
     spec = StrategySpec(
@@ -102,7 +110,7 @@ def route(
         tokens=tokens or max_tokens,
         scorer=ponder.scorer,
         scorer_options=options,
-        options=ponder.strategy_options,
+        options={**ponder.strategy_options, **fixed},
         sampling=sampling,
         seed=seed,
     )
