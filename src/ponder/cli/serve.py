@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -70,6 +71,10 @@ def serve(
             "(repeat for more)."
         ),
     ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="The compute-optimal policy (ponder tune) requests may use."),
+    ] = None,
 ) -> None:
     """Serve any strategy over OpenAI's API: /v1/chat/completions, /v1/completions,
     /v1/models, /health and /metrics. Ask for a strategy in the model name
@@ -86,7 +91,10 @@ def serve(
         max_tokens=max_tokens, max_budget_tokens=max_budget_tokens,
         request_timeout=request_timeout, max_body_bytes=max_body_bytes,
         scorer_options=parse_scorer_options(scorer_option or []),
+        strategy_options={"compute-optimal": {"policy": str(policy)}} if policy else {},
     )  # fmt: skip
+    if policy is not None and not policy.is_file():
+        raise ConfigError(f"the policy {policy} does not exist; give the file ponder tune wrote")
     kind = "openai" if upstream else backend
     engine = open_backend(kind, model, upstream, upstream_key, upstream_timeout)
     served = model or engine.model_id.split("@")[0]
