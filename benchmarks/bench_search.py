@@ -19,12 +19,12 @@ import json
 from collections.abc import Callable, Sequence
 from importlib import resources
 
-from ponder import make_strategy
 from ponder.backends.embedded import EmbeddedBackend
 from ponder.core import Message, Prompt, SamplingParams
 from ponder.result import Node
 from ponder.scorers import Attempt
 from ponder.scorers.self_eval import judge_prompt
+from ponder.strategies.spec import StrategySpec
 
 
 def main() -> None:
@@ -48,11 +48,11 @@ def main() -> None:
         decoded = distinct = generated = judged = 0
         for question in questions:
             width = {"beam_width": 2} if name == "beam-search" else {}
-            plan = make_strategy(
-                name, backend=backend, n=args.n, scorer=scorer, max_step_tokens=96,
-                max_steps=6, seed=1, sampling=SamplingParams(max_tokens=96, temperature=0.8),
-                **width,
-            )  # fmt: skip
+            plan = StrategySpec(
+                name, samples=args.n, scorer=scorer, seed=1,
+                options={"max_step_tokens": 96, "max_steps": 6, **width},
+                sampling=SamplingParams(max_tokens=96, temperature=0.8),
+            ).build(backend)  # fmt: skip
             prompt = plan.task.prompt(question)
             before = backend.stats().decoded_tokens
             result = plan.run(question, backend)

@@ -36,7 +36,7 @@ from ponder.eval.bank import RunSpec, SampleBank
 from ponder.eval.collect import Collector, Plan, Progress, QuestionData
 from ponder.eval.datasets import Dataset, OnBadLine, load_dataset
 from ponder.eval.lines import LineRequest, Lines, build_lines
-from ponder.eval.replay import SUBSETS, drop_duplicates, live_cells, replay
+from ponder.eval.replay import SUBSETS, Cell, drop_duplicates, live_cells, replay
 from ponder.eval.verifiers import Verifier, verifier
 from ponder.scorers.base import SCORERS, Scorer, build_scorer, check_role
 from ponder.tasks.base import get_task
@@ -120,6 +120,9 @@ class EvalSummary:
     verifiers: list[dict[str, Any]]
     paths: dict[str, Path]
     """The report's files (empty without `out`)."""
+    cells: Mapping[tuple[str, int], Cell] = field(default_factory=dict, repr=False)
+    """Per-question values and costs of every (line, budget): for paired tests of your own
+    (`stats.paired_test`); not part of `to_dict()`."""
 
     @property
     def notes(self) -> list[str]:
@@ -331,7 +334,7 @@ def analyse(
             data=complete, task=task, n=n, trees=trees,
         )  # fmt: skip
         outdir.claim(out, [*REPORT_FILES, *trees.values()])
-    return EvalSummary(meta, rows, paired, [v.to_dict() for v in verifiers], paths)
+    return EvalSummary(meta, rows, paired, [v.to_dict() for v in verifiers], paths, cells)
 
 
 def _check_bank(path: Path) -> None:
