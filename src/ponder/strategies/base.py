@@ -209,7 +209,9 @@ class Run:
     ) -> None:
         self.strategy, self.question, self.backend = strategy, question, backend
         self.on_tokens = on_tokens
-        self.prompt = strategy.task.prompt(question)
+        self.task = strategy.task.for_question(question)
+        """The strategy's task bound to this question."""
+        self.prompt = self.task.prompt(question)
         self.rng = strategy.rng(question)
         self.usage = Usage()
         self.notes: list[str] = []
@@ -279,7 +281,7 @@ class Run:
         self, completions: Sequence[Completion], scores: Sequence[Mapping[str, float]] = ()
     ) -> list[Candidate]:
         """Candidates of completions: answers extracted, equivalent answers clustered."""
-        task = self.strategy.task
+        task = self.task
         made = [
             Candidate.from_completion(
                 c,
