@@ -313,6 +313,18 @@ def _defines(tree: ast.Module, name: str) -> bool:
     )
 
 
+def _is_body(code: str) -> bool:
+    """Whether a block is a function's body (indented, or defining nothing of its own)
+    rather than code beside the function (helpers without the entry point)."""
+    first = next((line for line in code.splitlines() if line.strip()), "")
+    if first[:1] in (" ", "\t"):
+        return True
+    tree = _parses(code)
+    return tree is not None and not any(
+        isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) for n in tree.body
+    )
+
+
 def _parses(code: str) -> ast.Module | None:
     try:
         return ast.parse(code)
@@ -431,7 +443,7 @@ class CodeTask(Task):
             if tree is not None and (entry is None or _defines(tree, entry)):
                 chosen = textwrap.dedent(code)
                 break
-        if chosen is None and blocks and entry is not None:
+        if chosen is None and blocks and entry is not None and _is_body(blocks[-1]):
             return self._program_of_body(blocks[-1])
         if chosen is None:
             return None
