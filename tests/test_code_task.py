@@ -7,16 +7,20 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ponder.backends.scripted import ScriptedBackend, ScriptedRequest
 from ponder.core import SamplingParams
-from ponder.errors import ConfigError, DataError
+from ponder.errors import ConfigError, DataError, UnknownNameError
 from ponder.eval import EvalConfig, Evaluation
 from ponder.eval.datasets import load_dataset
 from ponder.scorers.base import Attempt, build_scorer
+from ponder.server.routing import route
+from ponder.server.schemas import PonderField
 from ponder.strategies.spec import StrategySpec
 from ponder.tasks import get_task
 from ponder.tasks.code import CodeTask, parse_problem
@@ -50,6 +54,9 @@ RIGHT_TOO = (
 )
 OVERFIT = "def add_all(numbers, extra):\n    return 7 if numbers else 5\n"
 WRONG = "def add_all(numbers, extra):\n    return sum(numbers) + 1\n"  # right on one example
+
+
+PONDER = [sys.executable, "-m", "ponder.cli"]
 
 
 def fenced(code: str) -> str:
@@ -279,3 +286,32 @@ def test_the_eval_on_code_reports_pass_at_k_consensus_and_the_public_tests_flaws
     assert summary.meta["task"] == "code"
     with pytest.raises(ConfigError, match="needs the 'code' task"):
         Evaluation(EvalConfig(dataset=str(code_jsonl), task="math", bank=tmp_path / "b2.sqlite"))
+
+
+def test_solve_and_eval_take_a_task_on_the_command_line(tmp_path: Path, code_jsonl: Path) -> None:
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps([fenced(RIGHT), fenced(WRONG), fenced(RIGHT_TOO)]))
+    common = ["--backend", "scripted", "--model", str(replies)]
+    solved = subprocess.run(
+        [*PONDER, "solve", PROMPT, "--task", "code", "-n", "3", "--json", *common],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert solved.returncode == 0, solved.stderr
+    answer = json.loads(solved.stdout)["answer"]
+    assert get_task("code").for_question(PROMPT).is_correct(answer, GOLD)
+    wrong = subprocess.run(
+        [*PONDER, "eval", "--dataset", str(code_jsonl), "--task", "math", *common],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert wrong.returncode == 2 and "needs the 'code' task" in wrong.stderr
+
+
+def test_the_server_takes_a_task_in_the_ponder_field() -> None:
+    field = PonderField.model_validate({"strategy": "self-consistency", "task": "code"})
+    chosen = route("qwen", field, SamplingParams(), 0, max_n=16, max_tokens=4096, scorer_options={})
+    assert chosen.spec is not None and chosen.spec.task == "code"
+    with pytest.raises(UnknownNameError, match="unknown task"):
+        route(
+            "qwen", PonderField.model_validate({"strategy": "greedy", "task": "poetry"}),
+            SamplingParams(), 0, max_n=16, max_tokens=4096, scorer_options={},
+        )  # fmt: skip
