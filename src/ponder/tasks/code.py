@@ -551,8 +551,5 @@ class CodeTask(Task):
         outcome = self.run_tests([answer], gold)[0]
         return outcome is not None and outcome.passed
 
-    def equivalent(self, a: str, b: str) -> bool:
-        return self.canonical(a) == self.canonical(b)
-
 
 TASKS.register("code")(CodeTask)
