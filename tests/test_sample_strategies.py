@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,11 +98,14 @@ def test_self_consistency_tie_goes_to_the_cluster_sampled_first() -> None:
     assert result.answer == "7"  # the abstention at index 0 does not decide the tie
 
 
-def test_all_abstaining_gives_no_answer() -> None:
+def test_all_abstaining_gives_no_answer(tmp_path: Path) -> None:
     backend = ScriptedBackend(["no idea", "none"])
     for name in SAMPLE_STRATEGIES:
-        scorer = KnowsSeventeen() if STRATEGIES.get(name).needs_scorer else None
-        result = make_strategy(name, backend=backend, n=2, scorer=scorer).run("q", backend)
+        cls = STRATEGIES.get(name)
+        scorer = KnowsSeventeen() if cls.needs_scorer else None
+        options = cls.example_options(tmp_path, backend.model_id)
+        strategy = make_strategy(name, backend=backend, n=2, scorer=scorer, **options)
+        result = strategy.run("q", backend)
         assert result.answer is None, name
         if name not in ("best-of-n", "greedy"):  # these still show a text, without answer
             assert result.chosen is None, name
@@ -300,11 +304,15 @@ def test_scorer_needing_logprobs_fails_before_any_sampling() -> None:
 
 
 @pytest.mark.parametrize("name", SAMPLE_STRATEGIES)
-def test_every_sample_strategy_reports_exactly_what_its_calls_spent(name: str) -> None:
+def test_every_sample_strategy_reports_exactly_what_its_calls_spent(
+    name: str, tmp_path: Path
+) -> None:
     backend = Recording(REPLIES, score_rule=lambda _p, reply: -0.1 if reply == "Yes" else -2.0)
-    needs = STRATEGIES.get(name).needs_scorer
+    cls = STRATEGIES.get(name)
+    options = cls.example_options(tmp_path, backend.model_id)
     # self-eval spends model tokens through the same backend: they must be counted too
-    plan = make_strategy(name, backend=backend, n=4, scorer="self-eval" if needs else None)
+    scorer = "self-eval" if cls.needs_scorer else None
+    plan = make_strategy(name, backend=backend, n=4, scorer=scorer, **options)
     result = plan.run("a question", backend)
     spent = backend.spent
     assert spent.calls >= 1 and spent.completion_tokens > 0 and spent.prompt_tokens > 0
@@ -317,7 +325,7 @@ def test_every_sample_strategy_reports_exactly_what_its_calls_spent(name: str) -
 
 
 @pytest.mark.parametrize("name", SAMPLE_STRATEGIES)
-def test_select_is_pure_and_replayable(name: str) -> None:
+def test_select_is_pure_and_replayable(name: str, tmp_path: Path) -> None:
     task = get_task("math")
     answers = ["18", "17", "18", None, "17"]
     candidates = [
@@ -332,7 +340,8 @@ def test_select_is_pure_and_replayable(name: str) -> None:
         for i, (a, k) in enumerate(zip(answers, task.cluster(answers), strict=True))
     ]
     cls = STRATEGIES.get(name)
-    plan = cls(scorer=KnowsSeventeen()) if cls.needs_scorer else cls()
+    options = cls.example_options(tmp_path, "any")
+    plan = cls(scorer=KnowsSeventeen(), **options) if cls.needs_scorer else cls(**options)
     assert isinstance(plan, SampleStrategy)
     one = plan.select(candidates, np.random.default_rng(0))
     two = plan.select(list(candidates), np.random.default_rng(1))

@@ -160,6 +160,10 @@ def eval_(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as JSON instead of tables.")
     ] = False,
+    task: Annotated[
+        str | None,
+        typer.Option(help="math, math-exec, math-program, code (default: the dataset's)."),
+    ] = None,
     backend: BackendOpt = "embedded",
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
@@ -183,7 +187,7 @@ def eval_(
         top_logprobs=top_logprobs, seed=seed, subsets=subsets, bank=bank,
         out=out, label=_model_name(backend, model), new_run=new_run,
         max_tokens_total=max_tokens_total,
-        max_seconds=max_seconds, concurrency=concurrency,
+        max_seconds=max_seconds, concurrency=concurrency, task=task,
         command=redact.command(["ponder", *sys.argv[1:]]),
     )  # fmt: skip
     # everything that can be checked without a model is checked first
@@ -266,8 +270,9 @@ def _run(evaluation: Evaluation, engine: Backend, n: int) -> EvalSummary:
 
         def on_question(data: QuestionData) -> None:
             if data.samples:
-                right = [task.is_correct(s.answer, data.question.answer) for s in data.samples]
-                votes = vote_table(candidates_of(data.samples, task))
+                bound = task.for_question(data.question.question)
+                right = [bound.is_correct(s.answer, data.question.answer) for s in data.samples]
+                votes = vote_table(candidates_of(data.samples, bound))
                 tally["questions"] += 1
                 tally["pass1"] += sum(right) / len(right)
                 tally["majority"] += bool(votes) and right[votes[0].members[0]]

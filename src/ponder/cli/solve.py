@@ -69,6 +69,10 @@ def solve(
         typer.Option(help="compute-optimal: the mean tokens per question to aim at.", min=1),
     ] = None,
     option: OptionsOpt = None,
+    task: Annotated[
+        str,
+        typer.Option(help="math, math-exec, math-program, or code (QUESTION: a Python stub)."),
+    ] = "math",
     trace_html: Annotated[
         str | None, typer.Option(help="Write the search tree (step-level strategies) here.")
     ] = None,
@@ -104,6 +108,7 @@ def solve(
         options=options,
         sampling=SamplingParams(max_tokens=max_tokens, temperature=temperature),
         seed=seed,
+        task=task,
     )
     if process_scorer and spec.strategy_class.kind is not Kind.STEP:
         raise ConfigError(

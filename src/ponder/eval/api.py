@@ -39,7 +39,7 @@ from ponder.eval.lines import LineRequest, Lines, build_lines
 from ponder.eval.replay import SUBSETS, Cell, drop_duplicates, live_cells, replay
 from ponder.eval.verifiers import Verifier, verifier
 from ponder.scorers.base import SCORERS, Scorer, build_scorer, check_role
-from ponder.tasks.base import get_task
+from ponder.tasks.base import TASKS, get_task
 
 MAX_N = 10_000
 """Samples per question an evaluation may store (its replays enumerate them)."""
@@ -92,7 +92,8 @@ class EvalConfig:
     max_tokens_total: int | None = None
     max_seconds: float | None = None
     concurrency: int = 1
-    task: str = "math"
+    task: str | None = None
+    """The task (None: the dataset's own, `code` for code datasets, else `math`)."""
     command: str = ""
     """The command line that asked for this, for the report."""
 
@@ -146,13 +147,14 @@ class Evaluation:
 
     def __init__(self, config: EvalConfig) -> None:
         self.config = config
-        self.task = get_task(config.task)
         self.dataset: Dataset = load_dataset(
             config.dataset, limit=config.limit, offset=config.offset,
             question_field=config.question_field, answer_field=config.answer_field,
             on_bad_line=config.on_bad_line, seed=config.data_seed, steps=config.steps,
             max_number=config.max_number, sample=config.sample,
         )  # fmt: skip
+        self.task_name = _task_name(config.task, self.dataset)
+        self.task = get_task(self.task_name)
         self.scorer_names = [_outcome(x) for x in config.scorers or ()]
         self.process_names = [_process(x) for x in config.process_scorers or ()]
         self.request(config.sampling, self.scorer_names).specs()  # names and options
@@ -179,7 +181,7 @@ class Evaluation:
             strategies=config.strategies, scorers=scorers, process_scorers=process,
             n=config.n, seed=config.seed, sampling=sampling, options=config.options,
             scorer_options=config.scorer_options, live_ks=config.live_budgets,
-            task=config.task,
+            task=self.task_name,
         )  # fmt: skip
 
     def run(
@@ -200,7 +202,7 @@ class Evaluation:
     ) -> EvalSummary:
         config, task = self.config, self.task
         started = time.monotonic()
-        names = self.scorer_names or ([DEFAULT_SCORER] if backend.capabilities.logprobs else [])
+        names = self.scorer_names or self.default_scorers(backend)
         sampling = dataclasses.replace(config.sampling, logprobs=backend.capabilities.logprobs)
         request = self.request(sampling, names)
         names = request.scorers_needed()
@@ -249,6 +251,7 @@ class Evaluation:
         meta: dict[str, Any] = {
             "command": config.command,
             "dataset": self.dataset.name,
+            "task": self.task_name,
             "questions_chosen": self.dataset.selection,
             "question_ids": [q.id for q in self.dataset.questions],
             "questions": len(data),
@@ -280,6 +283,13 @@ class Evaluation:
         )
         meta["seconds"] = round(time.monotonic() - started, 2)
         return summary
+
+    def default_scorers(self, backend: Backend) -> list[str]:
+        """Scored on every sample when no scorer is named: the task's own free scorer
+        (code: the public tests) and mean-logprob, those the backend can feed."""
+        wanted = dict.fromkeys(x for x in (self.task.default_scorer, DEFAULT_SCORER) if x)
+        logprobs = backend.capabilities.logprobs
+        return [x for x in wanted if logprobs or not SCORERS.get(x).needs_logprobs]
 
     def _scorer(self, name: str, backend: Backend) -> Scorer:
         return build_scorer(name, backend=backend, **dict(self.config.scorer_options.get(name, {})))
@@ -355,6 +365,17 @@ def _check_bank(path: Path) -> None:
         raise DataError(
             f"cannot write the sample bank {path} ({exc.strerror}); pass another --bank"
         ) from None
+
+
+def _task_name(wanted: str | None, dataset: Dataset) -> str:
+    """The task asked for, else the dataset's; a code dataset takes no other."""
+    name = TASKS.canonical(wanted) if wanted is not None else dataset.task or "math"
+    if dataset.task is not None and name != dataset.task:
+        raise ConfigError(
+            f"dataset {dataset.name} needs the {dataset.task!r} task, not {name!r}; "
+            f"drop --task or pass --task {dataset.task}"
+        )
+    return name
 
 
 def _outcome(name: str) -> str:

@@ -170,7 +170,8 @@ class Collector:
         if not missing or self.should_stop():
             return
         base = seeds.sample_seed(plan.seed, question.question)
-        prompt = self.task.prompt(question.question)
+        task = self.task.for_question(question.question)
+        prompt = task.prompt(question.question)
         sampler = Sampler(self.backend, prompt, plan.sampling, base, self.on_tokens)
         async for start, completions, usage in sampler.calls(missing):
             self.progress.spent += usage
@@ -182,7 +183,7 @@ class Collector:
                     idx=start + offset,
                     seed=base + start + offset,
                     text=completion.text,
-                    answer=self.task.extract(
+                    answer=task.extract(
                         completion.text, complete=completion.finish_reason != "length"
                     ),
                     finish_reason=completion.finish_reason,
@@ -237,11 +238,12 @@ class Collector:
         token confidences when a strategy reads them."""
         top = self.plan.confidences
         stored = self.bank.samples(self.plan.run, question, logprobs=logprobs or bool(top))
+        task = self.task.for_question(question.question)
         out = []
         for s in stored:
             if s.idx >= self.plan.n:
                 continue
-            answer = self.task.extract(s.text, complete=s.finish_reason != "length")
+            answer = task.extract(s.text, complete=s.finish_reason != "length")
             if top:
                 if 0 <= s.top_logprobs < top:
                     raise DataError(
@@ -259,13 +261,14 @@ class Collector:
 
     async def run_live(self, question: Question) -> dict[tuple[str, int], StoredResult]:
         found: dict[tuple[str, int], StoredResult] = {}
+        task = self.task.for_question(question.question)
         for job in self.plan.live:
             key = (job.label, job.k)
             stored = self.bank.result(self.plan.run, question, job.config, job.k)
             if stored is not None:
                 self.progress.live_reused += 1
                 # judged again: the gold answer may have been corrected since
-                right = self.task.is_correct(stored.data["answer"], question.answer)
+                right = task.is_correct(stored.data["answer"], question.answer)
                 found[key] = dataclasses.replace(stored, correct=right)
                 continue
             if self.should_stop():
@@ -274,7 +277,7 @@ class Collector:
                 question.question, self.backend, on_tokens=self.on_tokens
             )
             self.progress.spent += result.usage
-            correct = self.task.is_correct(result.answer, question.answer)
+            correct = task.is_correct(result.answer, question.answer)
             self.bank.add_result(
                 self.plan.run, question, job.config, job.k, job.label, result, correct
             )

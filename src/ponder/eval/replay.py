@@ -239,11 +239,12 @@ def replay(
         samples = item.samples[:n]
         if len(samples) < n:
             raise ConfigError(f"question {item.question.id!r} has {len(samples)} of {n} samples")
-        pool = _pool(item, task, scorers)
+        bound = task.for_question(item.question.question)
+        pool = _pool(item, bound, scorers)
         qid = item.question.id
         for k in budgets(n):
             picks = subsets(n, k, subset_count, seeds.rng(seed, "subsets", qid, k), fixed)
-            streams = [candidates_of([samples[i] for i in pick], task) for pick in picks]
+            streams = [candidates_of([samples[i] for i in pick], bound) for pick in picks]
             for line in lines:
                 if k not in line.ks:
                     continue

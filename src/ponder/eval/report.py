@@ -169,13 +169,14 @@ def question_details(
     out = []
     for item in data:
         samples = item.samples[:n]
-        candidates = candidates_of(samples, task)
-        right = [task.is_correct(c.answer, item.question.answer) for c in candidates]
+        bound = task.for_question(item.question.question)
+        candidates = candidates_of(samples, bound)
+        right = [bound.is_correct(c.answer, item.question.answer) for c in candidates]
         votes = [
             {
                 "answer": v.answer,
                 "count": v.count,
-                "right": task.is_correct(v.answer, item.question.answer),
+                "right": bound.is_correct(v.answer, item.question.answer),
                 "members": list(v.members),
             }
             for v in vote_table(candidates)

@@ -150,7 +150,14 @@ def table_of(
             for key in labels
         ]
     )
-    hardness = np.array([difficulty(candidates_of(item.samples[:probe], task)) for item in data])
+    hardness = np.array(
+        [
+            difficulty(
+                candidates_of(item.samples[:probe], task.for_question(item.question.question))
+            )
+            for item in data
+        ]
+    )
     return Table(labels, right, tokens, hardness)
 
 
@@ -370,9 +377,9 @@ def _reads(name: str) -> bool:
 def _majority_right(item: QuestionData, task: Task) -> float:
     from ponder.strategies.base import vote_table
 
-    candidates = candidates_of(item.samples, task)
-    votes = vote_table(candidates)
-    return float(bool(votes) and task.is_correct(votes[0].answer, item.question.answer))
+    bound = task.for_question(item.question.question)
+    votes = vote_table(candidates_of(item.samples, bound))
+    return float(bool(votes) and bound.is_correct(votes[0].answer, item.question.answer))
 
 
 def _stored(evaluation: Evaluation, summary: EvalSummary, n: int) -> list[QuestionData]:
@@ -382,9 +389,10 @@ def _stored(evaluation: Evaluation, summary: EvalSummary, n: int) -> list[Questi
         out = []
         for question in evaluation.dataset.questions:
             samples = bank.samples(run, question)
+            task = evaluation.task.for_question(question.question)
             samples = [
                 dataclasses.replace(
-                    s, answer=evaluation.task.extract(s.text, complete=s.finish_reason != "length")
+                    s, answer=task.extract(s.text, complete=s.finish_reason != "length")
                 )
                 for s in samples
                 if s.idx < n

@@ -6,8 +6,11 @@ or `<strategy>` (e.g. `self-consistency@8/qwen`) answers with that strategy over
 (the strategy's default n when none is given). In the body, the `ponder` field says the same
 and wins over the model name:
 
-    "ponder": {"strategy": "best-of-n", "n": 8, "scorer": "self-eval",
+    "ponder": {"strategy": "best-of-n", "n": 8, "scorer": "self-eval", "task": "math",
                "budget": {"samples": 8, "tokens": 20000}, "trace": true, "batch_size": 4}
+
+`task` names the task that prompts and reads the answers (`math` by default; `code` takes
+the last user message as a Python stub and answers with the program it completes).
 
 Any other key of `ponder` is an option of the strategy, validated by the spec (a field of
 the strategy, a value of the field's type). Scorer options a request cannot set (a reward
@@ -113,6 +116,7 @@ def route(
         options={**ponder.strategy_options, **fixed},
         sampling=sampling,
         seed=seed,
+        task=ponder.task or "math",
     )
     samples = spec.budget.samples or 1
     if samples > max_n:

@@ -45,6 +45,9 @@ class PonderField(BaseModel):
     scorer: str | None = None
     budget: BudgetField | None = None
     trace: bool = False
+    task: str | None = None
+    """The task that reads the question (default math; `code`: the last user message is a
+    Python stub to complete)."""
 
     @property
     def strategy_options(self) -> dict[str, Any]:
@@ -419,7 +422,7 @@ def models_body(
         "data": data,
         "ponder": {
             "syntax": "<strategy>@<n>/<model>, or the body field "
-            "ponder: {strategy, n, scorer, budget: {samples, tokens}, trace, <option>: ...}",
+            "ponder: {strategy, n, scorer, task, budget: {samples, tokens}, trace, <option>: ...}",
             "scorers": scorers,
         },
     }

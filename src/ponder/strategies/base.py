@@ -143,6 +143,9 @@ class Strategy(ABC):
     needs_scorer: ClassVar[bool] = False
     reads_confidences: ClassVar[bool] = False
     """Reads each candidate's token confidences (so a replay loads the stored logprobs)."""
+    required_options: ClassVar[tuple[str, ...]] = ()
+    """Options without a usable default (a policy file): an evaluation that names no
+    strategies leaves this one out unless they are given."""
 
     task: Task = field(default_factory=default_task)
     scorer: Scorer | None = None
@@ -218,7 +221,9 @@ class Run:
     ) -> None:
         self.strategy, self.question, self.backend = strategy, question, backend
         self.on_tokens = on_tokens
-        self.prompt = strategy.task.prompt(question)
+        self.task = strategy.task.for_question(question)
+        """The strategy's task bound to this question."""
+        self.prompt = self.task.prompt(question)
         self.rng = strategy.rng(question)
         self.usage = Usage()
         self.notes: list[str] = []
@@ -288,7 +293,7 @@ class Run:
         self, completions: Sequence[Completion], scores: Sequence[Mapping[str, float]] = ()
     ) -> list[Candidate]:
         """Candidates of completions: answers extracted, equivalent answers clustered."""
-        task = self.strategy.task
+        task = self.task
         made = [
             Candidate.from_completion(
                 c,

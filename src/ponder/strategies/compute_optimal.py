@@ -197,6 +197,7 @@ def difficulty(probe: Sequence[Candidate]) -> float:
 @dataclass(frozen=True, kw_only=True)
 class ComputeOptimal(SampleStrategy):
     summary = "probe, predict the difficulty, spend what a tuned policy says (Snell et al. 2024)"
+    required_options = ("policy",)
 
     policy: str = ""
     """The policy file `ponder tune` wrote."""

@@ -504,7 +504,7 @@ class Search:
         done = unique(finished)
         pool = done or best_first(unique(unfinished))
         candidates = [self._candidate(b) for b in pool]
-        labels = plan.task.cluster([c.answer for c in candidates])
+        labels = self.run.task.cluster([c.answer for c in candidates])
         candidates = [
             dataclasses.replace(c, cluster=k) for c, k in zip(candidates, labels, strict=True)
         ]
@@ -588,7 +588,7 @@ class Search:
             scores[self.scorer.name] = branch.step_score
         return Candidate(
             text=text,
-            answer=self.plan.task.extract(text, complete=branch.ended),
+            answer=self.run.task.extract(text, complete=branch.ended),
             usage=Usage.total(b.usage for b in branch.lineage()),
             finish_reason="stop" if branch.ended else "length",
             mean_logprob=math.fsum(logprobs) / len(logprobs) if complete else None,

@@ -7,6 +7,10 @@ from that answer alone, so it is transitive; a task may also join, pair by pair,
 whose canonical values cannot show that they are the same (`joined`). Voting clusters
 equivalent answers with `cluster`, whose partition does not depend on the order of the
 answers.
+
+A task whose answers only mean something with their question (code: a function is run on
+inputs taken from its question's docstring) binds itself to it with `for_question`; every
+front end asks for answers through the bound task. Math needs no binding.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ class Task(ABC):
     no extra model call."""
     default_process_scorer: ClassVar[str | None] = None
     """The same for step-level search."""
+
+    def for_question(self, question: str) -> Task:
+        """This task for one question: what extracts, compares and clusters its answers
+        (itself by default: answers that mean the same whatever the question)."""
+        del question
+        return self
 
     @abstractmethod
     def prompt(self, question: str) -> tuple[Message, ...]:

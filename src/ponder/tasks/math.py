@@ -66,6 +66,7 @@ import sympy
 from math_verify import LatexExtractionConfig, parse, verify
 
 from ponder.core import Message
+from ponder.sandbox import Limits, Sandbox
 from ponder.tasks.base import TASKS, Task
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)
@@ -98,6 +99,14 @@ SYSTEM_PROMPT = (
     "Show each calculation. End with a final line of the form 'The answer is N.', "
     "where N is the final answer only."
 )
+PROGRAM_PROMPT = (
+    "Solve the math problem by writing a Python program. Think about the steps, then write "
+    "the program in one ```python code block. The program must compute the answer and "
+    "print only the final answer, a number."
+)
+"""Program of Thoughts / PAL: the model writes the computation, the sandbox does it."""
+PROGRAM_LIMITS = Limits(cpu_seconds=5.0, wall_seconds=10.0, memory_bytes=1024 * 1024 * 1024)
+_PYTHON_BLOCK = re.compile(r"```[ \t]*(?:python3?|py)[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 PLACEHOLDER = "N"
 """The prompt's stand-in for the answer: a model that repeats it has not answered."""
 
@@ -603,18 +612,59 @@ def _verified(gold: str, pred: str) -> bool:
         return False
 
 
+def program_of(text: str) -> str | None:
+    """The program a completion wrote: its Python blocks (closed ones) up to the last one
+    that prints, joined (a later block may use what an earlier one defined); None when no
+    block prints."""
+    blocks = [m.group(1) for m in _PYTHON_BLOCK.finditer(text)]
+    last = max((i for i, b in enumerate(blocks) if "print(" in b), default=None)
+    return None if last is None else "\n".join(blocks[: last + 1])
+
+
+def without_programs(text: str) -> str:
+    """The completion's words: its Python blocks removed."""
+    return _PYTHON_BLOCK.sub("\n", text)
+
+
+def program_answer(sandbox: Sandbox, program: str) -> str | None:
+    """What a program prints, read as a final answer (None when it fails or prints none)."""
+    outcome = sandbox.run(program)
+    if not outcome.passed or not outcome.stdout.strip():
+        return None
+    return extract_answer(outcome.stdout.strip()[-MAX_TEXT_CHARS:])
+
+
 @TASKS.register("math")
 class MathTask(Task):
+    """Math answers read from the text. With `programs`, a completion that writes a Python
+    program (a fenced block that prints) is answered by running it in the sandbox: its
+    printed result is the answer, whatever output the text claims for it (models invent
+    one), and a program that fails abstains. Registered as `math` (chain of thought,
+    programs not run), `math-exec` (the same prompt, programs run) and `math-program` (a
+    prompt that asks for a program, run)."""
+
     default_scorer = "mean-logprob"
     default_process_scorer = "arithmetic"
 
-    def __init__(self, system_prompt: str = SYSTEM_PROMPT) -> None:
+    def __init__(
+        self,
+        system_prompt: str = SYSTEM_PROMPT,
+        *,
+        programs: bool = False,
+        sandbox: Sandbox | None = None,
+    ) -> None:
         self.system_prompt = system_prompt
+        self.programs = programs
+        self.sandbox = sandbox or (Sandbox(PROGRAM_LIMITS) if programs else None)
 
     def prompt(self, question: str) -> tuple[Message, ...]:
         return (Message("system", self.system_prompt), Message("user", question.strip()))
 
     def extract(self, text: str, *, complete: bool = True) -> str | None:
+        if self.sandbox is not None:
+            program = program_of(text[-MAX_TEXT_CHARS:])
+            if program is not None:
+                return program_answer(self.sandbox, program)
         return extract_answer(text, complete=complete)
 
     def canonical(self, answer: str) -> Hashable:
@@ -638,3 +688,21 @@ class MathTask(Task):
         if not (_symbolic(answer) and _symbolic(gold)) or _apart(answer, gold):
             return False
         return _verified(_tidied(gold), _tidied(answer))
+
+
+@TASKS.register("math-exec")
+class MathExecTask(MathTask):
+    """Chain-of-thought prompt; the programs completions write anyway are run."""
+
+    def __init__(self, system_prompt: str = SYSTEM_PROMPT, *, sandbox: Sandbox | None = None):
+        super().__init__(system_prompt, programs=True, sandbox=sandbox)
+
+
+@TASKS.register("math-program")
+class MathProgramTask(MathTask):
+    """A prompt that asks for a program (PAL, Program of Thoughts); programs are run."""
+
+    default_process_scorer = None
+
+    def __init__(self, system_prompt: str = PROGRAM_PROMPT, *, sandbox: Sandbox | None = None):
+        super().__init__(system_prompt, programs=True, sandbox=sandbox)
