@@ -18,8 +18,9 @@ backend (an embedded model, or a client of an upstream server), the bank written
   another actor. The lost actor is taken out until it answers again (Ray restarts it up to
   `restarts` times, on another node if its own is gone), then put back; one that cannot
   come back is dropped, and when none is left the run fails.
-* `max_tokens_total` and `max_seconds` are checked here as results arrive; when either is
-  reached no new question is sent and every actor is told to start no new call.
+* `max_tokens_total` and `max_seconds` are checked here as results arrive; once either is
+  reached every actor is told to start no new call, and questions sent later get only the
+  work that calls no model (a free scorer on stored samples), as in one process.
 * `backend` (a `Remote`) stands for the actors' backend here: what it is, for the plan.
 
 Ray is an optional extra (`pip install 'ponder[ray]'`): this module imports it only when a
@@ -43,7 +44,9 @@ from ponder.errors import BackendError, ConfigError, PonderError, UnsupportedErr
 from ponder.eval.api import Pool, plan_parts
 from ponder.eval.collect import Event, StopCheck, Todo, Worker, WorkerLost
 from ponder.eval.lines import LineRequest
-from ponder.tasks.base import get_task
+from ponder.scorers.base import SCORERS
+from ponder.strategies.base import STRATEGIES
+from ponder.tasks.base import TASKS, get_task
 
 BackendFactory = Callable[[], Backend]
 """Builds an actor's backend in the actor's process (it must pickle: a module-level
@@ -131,6 +134,9 @@ class _Actor:
         self.failed: PonderError | None = None
         try:
             self.backend = factory()
+            # import the plug-ins now, while the pool starts, not in the first question
+            for registry in (STRATEGIES, SCORERS, TASKS):
+                registry.names()
         except PonderError as exc:
             self.failed = exc
         self.request: LineRequest | None = None
@@ -144,7 +150,7 @@ class _Actor:
         where = f"pid {os.getpid()} on {socket.gethostname()}"
         return Described(b.name, b.model_id, b.parameters, b.capabilities, where)
 
-    async def work(self, request: LineRequest, todo: Todo) -> AsyncIterator[Event]:
+    async def work(self, request: LineRequest, todo: Todo, stopped: bool) -> AsyncIterator[Event]:
         if self.worker is None or request != self.request:
             scorers, lines = plan_parts(request, self.backend)
             task = get_task(request.task)
@@ -153,6 +159,8 @@ class _Actor:
             )
             self.request = request
         stop = asyncio.Event()
+        if stopped:  # only what costs no model call is done, as in the driver's process
+            stop.set()
         self.running.add(stop)
         try:
             async for event in self.worker.work(todo, stop.is_set):
@@ -170,9 +178,11 @@ class RayPool(Pool):
     """Ray actors, each with the backend `factory` builds; use as a context manager.
 
     `workers`: how many (default: as many as the cluster's CPUs and GPUs fit); `cpus` and
-    `gpus`: what each reserves; `address`: the cluster (default: the one `RAY_ADDRESS` or
-    `ray start` gives, else a new one on this machine); `restarts`: how often Ray may
-    restart each actor after it dies. A pool that started Ray stops it when closed.
+    `gpus`: what each reserves; `address`: the cluster, as `ray.init` takes it ("auto": the
+    running one, "local": a new one here, "HOST:PORT", "ray://HOST:PORT"; None: Ray's
+    default) and `init` more `ray.init` arguments, both used only when Ray is not running in
+    this process yet; `restarts`: how often Ray may restart each actor after it dies. A pool
+    that started Ray stops it when closed.
     """
 
     def __init__(
@@ -312,11 +322,8 @@ class RayWorkers:
         return self._slots
 
     async def work(self, todo: Todo, should_stop: StopCheck) -> AsyncIterator[Event]:
-        if should_stop():
-            self._stop_all()
-            return
         slot = await self._take()
-        stream = slot.actor.work.remote(self.request, todo)
+        stream = slot.actor.work.remote(self.request, todo, should_stop())
         finished = lost = False
         try:
             async for ref in stream:
