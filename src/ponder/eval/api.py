@@ -166,9 +166,11 @@ class Pool(ABC):
     """Workers that hold their own backends outside this process (a Ray cluster:
     `ponder.eval.distributed.RayPool`); `Evaluation.run` takes one in place of a backend."""
 
-    backend: Backend
-    """Stands for the workers' backend here: what it is (model id, capabilities) for the plan
-    to be made with. It makes no calls."""
+    @property
+    @abstractmethod
+    def backend(self) -> Backend:
+        """Stands for the workers' backend here: what it is (model id, capabilities) for the
+        plan to be made with. It makes no calls."""
 
     @abstractmethod
     def workers(

@@ -213,7 +213,14 @@ class RayPool(Pool):
         """More `ray.init` arguments, when the pool starts Ray."""
         self.actors: list[Any] = []
         self.described: list[Described] = []
+        self._backend: Remote | None = None
         self._started_ray = False
+
+    @property
+    def backend(self) -> Remote:
+        if self._backend is None:
+            raise ConfigError("the Ray pool is not started: use it in a with block")
+        return self._backend
 
     def __enter__(self) -> RayPool:
         self.start()
@@ -246,7 +253,7 @@ class RayPool(Pool):
                         f"{first.where}, {other.model_id} at {other.where}): every worker "
                         "must draw from the same model"
                     )
-            self.backend = Remote(first)
+            self._backend = Remote(first)
         except BaseException:
             self.close()
             raise
@@ -272,6 +279,7 @@ class RayPool(Pool):
             with contextlib.suppress(Exception):
                 ray.kill(actor)
         self.actors = []
+        self._backend = None
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
