@@ -83,6 +83,8 @@ def test_the_command_line_takes_its_shard_from_a_slurm_array(
     assert not (tmp_path / "out" / "results.json").exists()  # a shard writes no report
     main(["bank", "merge", *map(str, shards), "-o", str(tmp_path / "out" / "bank.sqlite")])
     assert "merged 2 banks" in capsys.readouterr().out
+    said = _fail([*common, "--num-shards", "2"], capsys)
+    assert "--num-shards 2 needs --shard-index" in said
     main(common)
     said = " ".join(capsys.readouterr().out.split())
     assert "5/5 questions complete; generated 0 samples, reused 10" in said

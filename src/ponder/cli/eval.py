@@ -275,12 +275,13 @@ def _shards(count: int | None, index: int | None) -> tuple[int, int]:
     task = os.environ.get("SLURM_ARRAY_TASK_ID")
     if count is None:
         count = int(os.environ.get("SLURM_ARRAY_TASK_COUNT") or 1) if task else 1
-    if index is None:
-        index = 0
-        if task and count > 1:
-            first = int(os.environ.get("SLURM_ARRAY_TASK_MIN") or 0)
-            step = int(os.environ.get("SLURM_ARRAY_TASK_STEP") or 1)
-            index = (int(task) - first) // max(step, 1)
+    if index is None and count > 1:
+        if not task:
+            raise ConfigError(f"--num-shards {count} needs --shard-index (which shard, from 0)")
+        first = int(os.environ.get("SLURM_ARRAY_TASK_MIN") or 0)
+        step = int(os.environ.get("SLURM_ARRAY_TASK_STEP") or 1)
+        index = (int(task) - first) // max(step, 1)
+    index = index or 0
     if not 0 <= index < count:
         raise ConfigError(
             f"shard index {index} is not below the number of shards {count}: pass "
@@ -293,7 +294,7 @@ def _portable(options: dict[str, Any]) -> dict[str, Any]:
     """Backend options as a worker elsewhere reads them: a model that names a local file by
     a relative path named by its absolute path (the workers' folder is not this one)."""
     model = options.get("model")
-    if model and Path(model).exists():
+    if model and Path(model).is_file():
         return {**options, "model": str(Path(model).resolve())}
     return options
 

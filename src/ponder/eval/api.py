@@ -258,9 +258,9 @@ class Evaluation:
         on_tokens: TokenCallback | None = None,
     ) -> EvalSummary:
         """Run on `backend` here, or on a `Pool`'s workers."""
-        pool = backend if isinstance(backend, Pool) else None
+        pool: Pool | None = None
         if isinstance(backend, Pool):
-            backend = backend.backend
+            pool, backend = backend, backend.backend
         config, task = self.config, self.task
         started = time.monotonic()
         names = self.scorer_names or ([DEFAULT_SCORER] if backend.capabilities.logprobs else [])
