@@ -16,9 +16,9 @@ once), so `ponder solve`, `serve` and `eval` all spread over replicas the same w
   call whose tokens a `TokenWatch` has begun to see is not sent again (the watch would see
   them twice): its error is raised.
 * Probing: a replica taken out is sent a one-token request after `probe_interval` seconds,
-  then at doubling intervals up to `max_probe_interval`; the first answer puts it back (an
-  error answer too: the server is up). Probes run while the pool is in use, in its event
-  loop, and are not counted in any `Usage` (they serve no caller).
+  then at doubling intervals up to `max_probe_interval`; the first answer puts it back (a
+  4xx answer too: the server is up and refused only the probe). Probes run in the event loop
+  the pool is used in and are counted in no `Usage` (they serve no caller).
 * When no replica is healthy, a call waits up to `wait` seconds for one to come back, then
   raises `BackendUnavailableError` naming each replica and why it was taken out.
 
