@@ -198,3 +198,32 @@ def test_the_policy_from_the_cli_and_the_server(tmp_path: Path) -> None:
             "ponder": {"policy": "/etc/passwd"},
         })  # fmt: skip
         assert sneaky.status_code == 400 and "set by the server" in sneaky.text
+
+
+def test_eval_with_a_policy_adds_its_line_at_the_budget_that_holds_it(tmp_path: Path) -> None:
+    """`ponder eval --policy`: compute-optimal joins the default lineup as one row, at the
+    smallest budget that holds the policy's deepest choice (8 of a bank of 16), and spends by
+    the bin the probe of each replayed subset finds."""
+    from ponder.eval.api import EvalConfig, Evaluation
+
+    backend = ScriptedBackend(_by_seed)
+    path = _policy(tmp_path, model=backend.model_id)
+    questions = tmp_path / "q.jsonl"
+    rows = [{"question": f"{kind} question {i}", "answer": "4"} for i in range(6)
+            for kind in ("an easy", "a hard")]  # fmt: skip
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = EvalConfig(
+        dataset=str(questions), n=16, subsets=8, bank=tmp_path / "bank.sqlite",
+        options={"policy": str(path)}, sampling=SamplingParams(max_tokens=32, temperature=0.8),
+    )  # fmt: skip
+    evaluation = Evaluation(config)
+    text = {q.id: q.question for q in evaluation.dataset.questions}
+    summary = evaluation.run(backend)
+    assert [r["k"] for r in summary.rows if r["strategy"] == "compute-optimal"] == [8]
+    assert "self-consistency" in {r["strategy"] for r in summary.rows}
+    cell = summary.cells[("compute-optimal", 8)]
+    used = dict(zip(cell.question_ids, cell.samples_used, strict=True))
+    easy = [u for q, u in used.items() if "easy" in text[q]]
+    hard = [u for q, u in used.items() if "hard" in text[q]]
+    assert easy == [2.0] * 6  # every probe agrees: the cheap bin
+    assert all(2.0 < u <= 8.0 for u in hard)  # most probes disagree: the deep bin

@@ -9,7 +9,8 @@ Faults (each consumed by one request, in order): "500", "503", "429" (with Retry
 "truncated" (half a JSON body), "garbage" (not JSON), "drop" (closes the socket without a
 response). `reject_n = True` makes it answer 400 to any `n > 1`, like servers without `n`.
 Replies are deterministic: choice i of a request says "The answer is {i}." and counts its
-tokens as words. Every request body is kept in `requests`.
+tokens as words. Every request body is kept in `requests`. `port` binds a given port (a
+server stopped and started again on its port is one that went down and came back).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 
 class FakeOpenAI:
-    def __init__(self, slow_seconds: float = 3.0) -> None:
+    def __init__(self, slow_seconds: float = 3.0, port: int = 0) -> None:
         self.faults: deque[str] = deque()
         self.requests: list[dict[str, Any]] = []
         self.reject_n = False
@@ -87,7 +88,7 @@ class FakeOpenAI:
             def handle_error(self, request: object, client_address: object) -> None:
                 pass  # clients that time out on purpose close their end: nothing to report
 
-        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server = Server(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 

@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from ponder.cli.bank import bank
 from ponder.cli.common import err_console
 from ponder.cli.eval import eval_
 from ponder.cli.generate import generate
@@ -39,8 +40,9 @@ for command, name in (
     (models, "models"),
 ):
     app.command(name)(command)
+app.add_typer(bank, name="bank")
 
-COMMANDS = ("solve", "generate", "eval", "tune", "serve", "strategies", "models")
+COMMANDS = ("solve", "generate", "eval", "tune", "serve", "strategies", "models", "bank")
 
 
 def _fail(message: str, status: int = 2) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +14,7 @@ from rich.console import Console
 
 from ponder.backends.base import Backend
 from ponder.backends.registry import load_backend
-from ponder.errors import ConfigError
+from ponder.errors import ConfigError, DataError
 from ponder.serialize import dumps
 
 console = Console()
@@ -38,8 +40,12 @@ ModelOpt = Annotated[
     ),
 ]
 BaseUrlOpt = Annotated[
-    str | None,
-    typer.Option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1."),
+    list[str] | None,
+    typer.Option(
+        "--base-url",
+        help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1; repeat it for replicas "
+        "of one model (requests are spread over them), or give @FILE, one URL a line.",
+    ),
 ]
 ApiKeyOpt = Annotated[
     str | None,
@@ -62,11 +68,51 @@ OptionsOpt = Annotated[
 def open_backend(
     backend: str,
     model: str | None,
-    base_url: str | None = None,
+    base_url: str | Sequence[str] | None = None,
     api_key: str | None = None,
     timeout: float | None = None,
+    max_concurrency: int | None = None,
 ) -> Backend:
-    return load_backend(backend, model=model, base_url=base_url, api_key=api_key, timeout=timeout)
+    """The backend the options describe (a pool of replicas for several base URLs)."""
+    options = backend_options(model, base_url, api_key, timeout, max_concurrency)
+    return load_backend(backend, **options)
+
+
+def backend_options(
+    model: str | None,
+    base_url: str | Sequence[str] | None = None,
+    api_key: str | None = None,
+    timeout: float | None = None,
+    max_concurrency: int | None = None,
+) -> dict[str, Any]:
+    """`load_backend`'s options from the command line's."""
+    urls = base_urls([base_url] if isinstance(base_url, str) else base_url or [])
+    return {
+        "model": model,
+        "base_url": urls if len(urls) > 1 else (urls[0] if urls else None),
+        "api_key": api_key,
+        "timeout": timeout,
+        "max_concurrency": max_concurrency,
+    }
+
+
+def base_urls(values: Sequence[str]) -> list[str]:
+    """`--base-url` values, each `@FILE` read as one URL a line (blank lines and `#`
+    comments skipped), in order, each once."""
+    urls: list[str] = []
+    for value in values:
+        if not value.startswith("@"):
+            urls.append(value.strip())
+            continue
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read the URLs in {value[1:]} ({exc})") from None
+        found = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        if not any(found):
+            raise DataError(f"{value[1:]} holds no URL (one a line)")
+        urls += [url for url in found if url]
+    return list(dict.fromkeys(urls))
 
 
 def show_progress() -> bool:

@@ -1,11 +1,15 @@
 """`ponder eval`: flags and printing over `ponder.eval.Evaluation`.
 
 ponder eval --dataset gsm8k --limit 50 -n 16 --model small --out runs/gsm8k
+ponder eval ... --ray auto --workers 4 --worker-gpus 1         # on a Ray cluster
+ponder eval ... --num-shards 8 --shard-index 3                  # one shard (Slurm arrays)
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import re
 import sys
 import time
@@ -28,6 +32,7 @@ from rich.text import Text
 from ponder import redact
 from ponder.backends.base import Backend
 from ponder.backends.models import DEFAULT_MODEL, find_spec
+from ponder.backends.registry import load_backend
 from ponder.cli.common import (
     ApiKeyOpt,
     BackendOpt,
@@ -35,6 +40,7 @@ from ponder.cli.common import (
     ModelOpt,
     OptionsOpt,
     TimeoutOpt,
+    backend_options,
     console,
     err_console,
     open_backend,
@@ -44,8 +50,8 @@ from ponder.cli.common import (
     warn,
 )
 from ponder.core import SamplingParams
-from ponder.errors import UnknownNameError
-from ponder.eval.api import EvalConfig, EvalSummary, Evaluation
+from ponder.errors import ConfigError, UnknownNameError
+from ponder.eval.api import EvalConfig, EvalSummary, Evaluation, Pool
 from ponder.eval.collect import QuestionData
 from ponder.eval.datasets import DATASETS, OnBadLine
 from ponder.eval.replay import SUBSETS, candidates_of
@@ -102,6 +108,14 @@ def eval_(
     beam_width: Annotated[int | None, typer.Option(help="Beam search / DVTS width M.")] = None,
     step_delimiter: Annotated[
         str | None, typer.Option(help="Where a reasoning step ends (step-level strategies).")
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="compute-optimal: the policy ponder tune wrote (adds its line)."),
+    ] = None,
+    budget_tokens: Annotated[
+        int | None,
+        typer.Option(help="compute-optimal: the mean tokens per question to aim at.", min=1),
     ] = None,
     option: OptionsOpt = None,
     live_budget: Annotated[
@@ -164,6 +178,38 @@ def eval_(
         str | None,
         typer.Option(help="math, math-exec, math-program, code (default: the dataset's)."),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Spread the questions over Ray actors, each with its own backend, on the "
+            "cluster at ADDRESS: auto (the one running), local (a new one here), HOST:PORT "
+            "or ray://HOST:PORT. Needs ponder[ray].",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Ray: actors (default: as many as the cluster fits).", min=1),
+    ] = None,
+    worker_cpus: Annotated[float, typer.Option(help="Ray: CPUs per actor.", min=0.0)] = 1.0,
+    worker_gpus: Annotated[float, typer.Option(help="Ray: GPUs per actor.", min=0.0)] = 0.0,
+    num_shards: Annotated[
+        int | None,
+        typer.Option(
+            help="Split the questions into this many shards and do one, into a bank of its "
+            "own (default SLURM_ARRAY_TASK_COUNT, else 1); merge them with `ponder bank merge`.",
+            min=1,
+        ),
+    ] = None,
+    shard_index: Annotated[
+        int | None,
+        typer.Option(help="Which shard, from 0 (default: the Slurm array task's).", min=0),
+    ] = None,
+    replica_concurrency: Annotated[
+        int | None,
+        typer.Option(help="Calls in flight per --base-url server (default 8).", min=1),
+    ] = None,
     backend: BackendOpt = "embedded",
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
@@ -173,9 +219,15 @@ def eval_(
     """Measure strategies x budgets on a dataset: accuracy against compute, with 95% CIs."""
     started = time.monotonic()
     options = parse_options(option)
-    flags = {"beam_width": beam_width, "step_delimiter": step_delimiter}
+    flags = {
+        "beam_width": beam_width,
+        "step_delimiter": step_delimiter,
+        "policy": str(policy) if policy else None,
+        "budget_tokens": budget_tokens,
+    }
     options.update({k: v for k, v in flags.items() if v is not None})
     scorer_options = _reward_options(reward_url, [*(scorer or ()), *(process_scorer or ())])
+    shards, shard = _shards(num_shards, shard_index)
     config = EvalConfig(
         dataset=dataset, limit=limit, sample=sample, offset=offset, question_field=question_field,
         answer_field=answer_field, on_bad_line=on_bad_line, steps=steps,
@@ -188,17 +240,33 @@ def eval_(
         out=out, label=_model_name(backend, model), new_run=new_run,
         max_tokens_total=max_tokens_total,
         max_seconds=max_seconds, concurrency=concurrency, task=task,
-        command=redact.command(["ponder", *sys.argv[1:]]),
+        command=redact.command(["ponder", *sys.argv[1:]]), shards=shards, shard=shard,
     )  # fmt: skip
     # everything that can be checked without a model is checked first
     evaluation = Evaluation(config)
     for skipped in evaluation.skipped:
         warn(f"warning: skipped {skipped}")
-    with open_backend(backend, model, base_url, api_key, timeout) as engine:
-        try:
-            summary = _run(evaluation, engine, n)
-        except KeyboardInterrupt:
-            _interrupted(evaluation)
+    if shards > 1:
+        warn(f"shard {shard} of {shards}: {len(evaluation.dataset.questions)} questions")
+    options = backend_options(model, base_url, api_key, timeout, replica_concurrency)
+    if ray is not None:
+        from ponder.eval.distributed import RayPool
+
+        factory = functools.partial(load_backend, backend, **_portable(options))
+        pool = RayPool(factory, workers=workers, cpus=worker_cpus, gpus=worker_gpus, address=ray)
+        with pool:
+            try:
+                summary = _run(evaluation, pool, n)
+            except KeyboardInterrupt:
+                _interrupted(evaluation)
+    else:
+        if workers is not None:
+            raise ConfigError("--workers is for --ray; here --concurrency sets the parallelism")
+        with open_backend(backend, **options) as engine:
+            try:
+                summary = _run(evaluation, engine, n)
+            except KeyboardInterrupt:
+                _interrupted(evaluation)
     summary.meta["seconds"] = round(time.monotonic() - started, 2)
     if as_json:
         print_json({k: v for k, v in summary.to_dict().items() if k != "paths"})
@@ -217,6 +285,35 @@ def _model_name(backend: str, model: str | None) -> str:
         except UnknownNameError:
             return Path(model or "model").stem
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model or backend).name) or backend
+
+
+def _shards(count: int | None, index: int | None) -> tuple[int, int]:
+    """--num-shards and --shard-index, by default a Slurm array task's place in its array."""
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if count is None:
+        count = int(os.environ.get("SLURM_ARRAY_TASK_COUNT") or 1) if task else 1
+    if index is None and count > 1:
+        if not task:
+            raise ConfigError(f"--num-shards {count} needs --shard-index (which shard, from 0)")
+        first = int(os.environ.get("SLURM_ARRAY_TASK_MIN") or 0)
+        step = int(os.environ.get("SLURM_ARRAY_TASK_STEP") or 1)
+        index = (int(task) - first) // max(step, 1)
+    index = index or 0
+    if not 0 <= index < count:
+        raise ConfigError(
+            f"shard index {index} is not below the number of shards {count}: pass "
+            "--shard-index and --num-shards"
+        )
+    return count, index
+
+
+def _portable(options: dict[str, Any]) -> dict[str, Any]:
+    """Backend options as a worker elsewhere reads them: a model that names a local file by
+    a relative path named by its absolute path (the workers' folder is not this one)."""
+    model = options.get("model")
+    if model and Path(model).is_file():
+        return {**options, "model": str(Path(model).resolve())}
+    return options
 
 
 def _interrupted(evaluation: Evaluation) -> None:
@@ -244,7 +341,7 @@ def _reward_options(url: str | None, names: list[str]) -> dict[str, dict[str, An
     return out
 
 
-def _run(evaluation: Evaluation, engine: Backend, n: int) -> EvalSummary:
+def _run(evaluation: Evaluation, engine: Backend | Pool, n: int) -> EvalSummary:
     """The evaluation, with a progress bar (ETA, running accuracy) when a person watches."""
     if not show_progress():
         return evaluation.run(engine)
@@ -362,9 +459,9 @@ def _print(summary: EvalSummary) -> None:
         highlight=False,
     )
     paths = summary.paths
-    out.print(
-        f"report: {paths['html']}  plot: {paths['png']}  data: {paths['json']}",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
+    where = (
+        f"report: {paths['html']}  plot: {paths['png']}  data: {paths['json']}"
+        if paths
+        else f"bank: {meta['bank']} (no report written)"
     )
+    out.print(where, markup=False, highlight=False, soft_wrap=True)

@@ -14,6 +14,18 @@ the bank is missing (resumable), runs the live strategies, replays the sample st
 every budget, computes intervals, paired tests and verifier statistics, and writes the
 report (to `config.out`, or to runs/DATASET-LABEL when neither it nor a bank is given).
 `on_question` and `on_tokens` report progress.
+
+`run` takes a `Pool` in place of a backend to have workers elsewhere do the backend work
+(`ponder.eval.distributed.RayPool`: Ray actors, each with its own backend); this process
+still plans, writes the bank and reports, so the results are those of a run here.
+
+    with RayPool(functools.partial(load_backend, "embedded", model="small"), workers=4) as pool:
+        summary = Evaluation(config).run(pool)
+
+`shards` > 1 takes every `shards`-th question from the `shard`-th on and stores them in a
+bank of their own (the bank's name with `.shard-I-of-K` before its suffix) without a
+report; `ponder bank merge` joins the shards' banks, and a run on the merged bank with the
+same settings draws nothing and reports on every question.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import dataclasses
 import os
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +46,7 @@ from ponder.core import SamplingParams, TokenCallback
 from ponder.errors import ConfigError, DataError
 from ponder.eval import outdir
 from ponder.eval.bank import RunSpec, SampleBank
-from ponder.eval.collect import Collector, Plan, Progress, QuestionData
+from ponder.eval.collect import Collector, Plan, Progress, QuestionData, Workers
 from ponder.eval.datasets import Dataset, OnBadLine, load_dataset
 from ponder.eval.lines import LineRequest, Lines, build_lines
 from ponder.eval.replay import SUBSETS, Cell, drop_duplicates, live_cells, replay
@@ -96,12 +109,23 @@ class EvalConfig:
     """The task (None: the dataset's own, `code` for code datasets, else `math`)."""
     command: str = ""
     """The command line that asked for this, for the report."""
+    shards: int = 1
+    """> 1: this run does one shard of the questions (see the module's docstring)."""
+    shard: int = 0
+    """Which shard, from 0."""
 
     def __post_init__(self) -> None:
-        for name, most in (("n", MAX_N), ("subsets", 100_000), ("concurrency", 1_000)):
+        for name, most in (
+            ("n", MAX_N), ("subsets", 100_000), ("concurrency", 1_000), ("shards", 100_000),
+        ):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, int) or not 1 <= value <= most:
                 raise ConfigError(f"{name} must be an integer from 1 to {most:,}, got {value!r}")
+        if not isinstance(self.shard, int) or not 0 <= self.shard < self.shards:
+            raise ConfigError(
+                f"the shard index must be from 0 to {self.shards - 1} (of {self.shards} "
+                f"shards), got {self.shard!r}"
+            )
         if self.seed < 0 or self.data_seed < 0:
             raise ConfigError("seeds must be non-negative integers")
         if self.live_budgets and any(k < 1 for k in self.live_budgets):
@@ -142,6 +166,34 @@ class EvalSummary:
 QuestionCallback = Callable[[QuestionData], None]
 
 
+class Pool(ABC):
+    """Workers that hold their own backends outside this process (a Ray cluster:
+    `ponder.eval.distributed.RayPool`); `Evaluation.run` takes one in place of a backend."""
+
+    @property
+    @abstractmethod
+    def backend(self) -> Backend:
+        """Stands for the workers' backend here: what it is (model id, capabilities) for the
+        plan to be made with. It makes no calls."""
+
+    @abstractmethod
+    def workers(
+        self, request: LineRequest, concurrency: int, on_tokens: TokenCallback | None
+    ) -> Workers:
+        """Workers that run `request` (each builds its scorers and live strategies from it
+        with `plan_parts`), `concurrency` questions each at once."""
+
+
+def plan_parts(request: LineRequest, backend: Backend) -> tuple[list[Scorer], Lines]:
+    """The scorers and lines of `request` built for `backend`: what an evaluation plans with,
+    and what each of its workers runs, built the same way."""
+    scorers = [
+        build_scorer(name, backend=backend, **dict(request.scorer_options.get(name, {})))
+        for name in request.scorers
+    ]
+    return scorers, build_lines(request, backend)
+
+
 class Evaluation:
     """One evaluation; built from a config that is checked before any model is loaded."""
 
@@ -155,6 +207,12 @@ class Evaluation:
         )  # fmt: skip
         self.task_name = _task_name(config.task, self.dataset)
         self.task = get_task(self.task_name)
+        if config.shards > 1:
+            self.dataset = dataclasses.replace(
+                self.dataset,
+                questions=self.dataset.questions[config.shard :: config.shards],
+                selection=f"{self.dataset.selection}, shard {config.shard} of {config.shards}",
+            )
         self.scorer_names = [_outcome(x) for x in config.scorers or ()]
         self.process_names = [_process(x) for x in config.process_scorers or ()]
         self.request(config.sampling, self.scorer_names).specs()  # names and options
@@ -162,6 +220,10 @@ class Evaluation:
         if config.out is None and config.bank is None:
             self.out = Path("runs") / f"{self.dataset.name}-{config.label}"
         self.bank = config.bank or self.out / "bank.sqlite"  # type: ignore[operator]
+        if config.shards > 1:
+            # a shard's figures are not the evaluation's: its bank is merged, then reported
+            self.bank = shard_path(self.bank, config.shard, config.shards)
+            self.out = None
         if self.out is not None:
             outdir.prepare(self.out, REPORT_FILES)
         _check_bank(self.bank)
@@ -186,7 +248,7 @@ class Evaluation:
 
     def run(
         self,
-        backend: Backend,
+        backend: Backend | Pool,
         *,
         on_question: QuestionCallback | None = None,
         on_tokens: TokenCallback | None = None,
@@ -195,26 +257,29 @@ class Evaluation:
 
     async def arun(
         self,
-        backend: Backend,
+        backend: Backend | Pool,
         *,
         on_question: QuestionCallback | None = None,
         on_tokens: TokenCallback | None = None,
     ) -> EvalSummary:
+        """Run on `backend` here, or on a `Pool`'s workers."""
+        pool: Pool | None = None
+        if isinstance(backend, Pool):
+            pool, backend = backend, backend.backend
         config, task = self.config, self.task
         started = time.monotonic()
         names = self.scorer_names or self.default_scorers(backend)
         sampling = dataclasses.replace(config.sampling, logprobs=backend.capabilities.logprobs)
         request = self.request(sampling, names)
         names = request.scorers_needed()
-        scorers = [self._scorer(x, backend) for x in names]
         reading = [spec.strategy_class for _, _, spec in request.specs()]
         confidences = max(
             [getattr(cls, "top_k", 0) for cls in reading if cls.reads_confidences] + [0]
         )
-        top = max([s.top_logprobs for s in scorers] + [config.top_logprobs, confidences])
+        top = max([SCORERS.get(x).top_logprobs for x in names] + [config.top_logprobs, confidences])
         sampling = dataclasses.replace(sampling, top_logprobs=top)
         request = dataclasses.replace(request, scorers=names, sampling=sampling)
-        lines = build_lines(request, backend)
+        scorers, lines = plan_parts(request, backend)
         baseline = self._baseline(lines)
         bank_path = self.bank
         if self.out is not None:
@@ -233,9 +298,11 @@ class Evaluation:
                 max_tokens_total=config.max_tokens_total, max_seconds=config.max_seconds,
                 concurrency=config.concurrency, confidences=confidences,
             )  # fmt: skip
+            workers = pool.workers(request, config.concurrency, on_tokens) if pool else None
             collector = Collector(
-                store, backend, task, plan, on_question=on_question, on_tokens=on_tokens
-            )
+                store, backend, task, plan, on_question=on_question, on_tokens=on_tokens,
+                workers=workers,
+            )  # fmt: skip
             self.progress = collector.progress
             self.bank_path = bank_path
             data = await collector.run()
@@ -248,8 +315,15 @@ class Evaluation:
             notes.append(
                 f"{len(data) - len(complete)} of {len(data)} questions are incomplete and left out"
             )
+        if config.shards > 1:
+            notes.append(
+                f"shard {config.shard} of {config.shards}: these figures cover its "
+                f"{len(data)} questions only; merge the shards' banks (ponder bank merge) and "
+                "run the same command on the merged bank for the report"
+            )
         meta: dict[str, Any] = {
             "command": config.command,
+            "versions": versions(),
             "dataset": self.dataset.name,
             "task": self.task_name,
             "questions_chosen": self.dataset.selection,
@@ -265,6 +339,7 @@ class Evaluation:
             "process_scorers": list(request.process_scorers),
             "baseline": baseline,
             "subsets": config.subsets,
+            "shard": [config.shard, config.shards] if config.shards > 1 else None,
             "bank": str(bank_path),
             "run": run,
             "out": str(self.out) if self.out else None,
@@ -290,9 +365,6 @@ class Evaluation:
         wanted = dict.fromkeys(x for x in (self.task.default_scorer, DEFAULT_SCORER) if x)
         logprobs = backend.capabilities.logprobs
         return [x for x in wanted if logprobs or not SCORERS.get(x).needs_logprobs]
-
-    def _scorer(self, name: str, backend: Backend) -> Scorer:
-        return build_scorer(name, backend=backend, **dict(self.config.scorer_options.get(name, {})))
 
     def _baseline(self, lines: Lines) -> str:
         labels = [x.label for x in (*lines.replayed, *lines.live)]
@@ -345,6 +417,26 @@ def analyse(
         )  # fmt: skip
         outdir.claim(out, [*REPORT_FILES, *trees.values()])
     return EvalSummary(meta, rows, paired, [v.to_dict() for v in verifiers], paths, cells)
+
+
+def versions() -> dict[str, str]:
+    """What produced a report: Python, ponder and the libraries that change samples or
+    statistics."""
+    import importlib.metadata
+    import platform
+
+    out = {"python": platform.python_version(), "platform": platform.platform(terse=True)}
+    for name in ("ponder", "llama-cpp-python", "numpy", "scipy", "math-verify"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def shard_path(bank: Path, shard: int, shards: int) -> Path:
+    """The bank of one shard: `bank.sqlite` -> `bank.shard-3-of-8.sqlite`."""
+    return bank.with_name(f"{bank.stem}.shard-{shard}-of-{shards}{bank.suffix}")
 
 
 def _check_bank(path: Path) -> None:

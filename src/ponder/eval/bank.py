@@ -21,6 +21,8 @@ itself, so every name of the file (a hard link, a symbolic link, another path to
 the same lock, and the kernel releases it even after `kill -9`. (SQLite's own locks are
 kept per file name for its WAL and would let two names of one file corrupt it.) A file that
 is not a healthy ponder bank raises `DataError` and is never written to.
+
+`merge` copies another bank's rows into this one (`ponder bank merge`, `eval/merge.py`).
 """
 
 from __future__ import annotations
@@ -133,6 +135,23 @@ class RunSpec:
             if mine != theirs:
                 out.append(f"{name}={theirs} (asked {mine})")
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """What `SampleBank.merge` copied from one bank."""
+
+    samples: int = 0
+    scores: int = 0
+    results: int = 0
+    duplicates: int = 0
+    """Samples this bank held already, with the same seed and text."""
+    conflicts: int = 0
+    """Samples this bank held already under another text: this bank's are kept (with their
+    scores), the other's and its scores are not copied."""
+
+    def __add__(self, other: Merged) -> Merged:
+        return Merged(*(getattr(self, f) + getattr(other, f) for f in Merged.__dataclass_fields__))
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,6 +528,51 @@ class SampleBank:
                 f"{self.path}. Pass another --bank"
             )
         return StoredResult(label, k, bool(correct), json.loads(data))
+
+    # merging
+
+    def merge(self, other: SampleBank) -> Merged:
+        """Copy into this bank, in one transaction, what `other` holds and this one lacks:
+        its runs, samples, their scores and live results. A sample this bank holds under the
+        same key is not copied (nor its scores, unless it is the same text); a question whose
+        stored text differs between the banks raises `DataError` and copies nothing."""
+        self._db.execute("ATTACH DATABASE ? AS other", (str(other.path),))
+        try:
+            with self._transaction():
+                return self._merge_attached(other.path)
+        finally:
+            self._db.execute("DETACH DATABASE other")
+
+    def _merge_attached(self, source: Path) -> Merged:
+        db = self._db
+        for table in ("samples", "results"):
+            changed = db.execute(
+                f"SELECT o.question_id FROM (SELECT DISTINCT run, question_id, question_digest "
+                f"FROM other.{table}) AS o JOIN (SELECT DISTINCT run, question_id, "
+                f"question_digest FROM main.{table}) AS m USING (run, question_id) "
+                "WHERE m.question_digest != o.question_digest LIMIT 1"
+            ).fetchone()
+            if changed is not None:
+                raise DataError(
+                    f"question {changed[0]!r} is of another text in {source} than in the "
+                    "banks merged before it; banks of different datasets cannot be merged"
+                )
+        same, conflicts = db.execute(
+            "SELECT COALESCE(SUM(m.text = o.text AND m.seed = o.seed), 0), "
+            "COALESCE(SUM(m.text != o.text OR m.seed != o.seed), 0) "
+            "FROM other.samples AS o JOIN main.samples AS m USING (run, question_id, idx)"
+        ).fetchone()
+        db.execute("INSERT OR IGNORE INTO main.runs SELECT * FROM other.runs")
+        samples = db.execute("INSERT OR IGNORE INTO main.samples SELECT * FROM other.samples")
+        # scores follow their sample's text: a conflicting sample's scores judge another text
+        scores = db.execute(
+            "INSERT OR IGNORE INTO main.scores SELECT c.* FROM other.scores AS c "
+            "JOIN other.samples AS o USING (run, question_id, idx) "
+            "JOIN main.samples AS m USING (run, question_id, idx) "
+            "WHERE m.text = o.text AND m.seed = o.seed"
+        )
+        results = db.execute("INSERT OR IGNORE INTO main.results SELECT * FROM other.results")
+        return Merged(samples.rowcount, scores.rowcount, results.rowcount, same, conflicts)
 
 
 def _pack(logprobs: tuple[TokenLogprob, ...] | None) -> bytes | None:

@@ -153,10 +153,20 @@ def build_lines(request: LineRequest, backend: Backend) -> Lines:
         probe = variants[0][1].build(backend)
         if _replayable(probe, request.sampling):
             for scorer, spec in variants:
-                line = Line(
-                    _label(name, scorer), spec.build(backend), scorer, tuple(budgets(request.n))
-                )
-                replayed.append(line)
+                strategy = spec.build(backend)
+                ks = tuple(budgets(request.n))
+                own = strategy.budget.samples
+                if own is not None and own != request.n:
+                    # it sets its own budget (a policy's deepest choice): one row, at the
+                    # smallest budget that holds it
+                    ks = tuple(k for k in ks if k >= own)[:1]
+                    if not ks:
+                        notes.append(
+                            f"{_label(name, scorer)} skipped: it needs {own} samples a "
+                            f"question and the bank holds {request.n}"
+                        )
+                        continue
+                replayed.append(Line(_label(name, scorer), strategy, scorer, ks))
             continue
         chosen = variants if cls.needs_scorer else variants[:1]
         for scorer, _ in chosen:
