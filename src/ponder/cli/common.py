@@ -63,6 +63,24 @@ OptionsOpt = Annotated[
     list[str] | None,
     typer.Option("--option", "-o", help="Strategy option key=value (repeatable)."),
 ]
+# options that solve and eval share, spelled once
+MaxTokensOpt = Annotated[int, typer.Option(help="Tokens per sample.", min=1)]
+TemperatureOpt = Annotated[float, typer.Option(help="Sampling temperature.", min=0.0)]
+RewardUrlOpt = Annotated[
+    str | None, typer.Option(help="URL of the reward model for reward-http / prm-http.")
+]
+BeamWidthOpt = Annotated[int | None, typer.Option(help="Beam search / DVTS width M.", min=1)]
+StepDelimiterOpt = Annotated[
+    str | None,
+    typer.Option(help="Where a reasoning step ends (step-level search; default a blank line)."),
+]
+PolicyOpt = Annotated[
+    Path | None, typer.Option(help="compute-optimal: the policy ponder tune wrote.")
+]
+BudgetTokensOpt = Annotated[
+    int | None,
+    typer.Option(help="compute-optimal: the mean tokens per question to aim at.", min=1),
+]
 
 
 def open_backend(

@@ -37,8 +37,15 @@ from ponder.cli.common import (
     ApiKeyOpt,
     BackendOpt,
     BaseUrlOpt,
+    BeamWidthOpt,
+    BudgetTokensOpt,
+    MaxTokensOpt,
     ModelOpt,
     OptionsOpt,
+    PolicyOpt,
+    RewardUrlOpt,
+    StepDelimiterOpt,
+    TemperatureOpt,
     TimeoutOpt,
     backend_options,
     console,
@@ -98,25 +105,15 @@ def eval_(
             "--scorer ones that judge steps)."
         ),
     ] = None,
-    reward_url: Annotated[
-        str | None, typer.Option(help="Reward model URL for reward-http / prm-http.")
-    ] = None,
+    reward_url: RewardUrlOpt = None,
     baseline: Annotated[
         str | None,
         typer.Option(help="Line every other is compared with (default self-consistency)."),
     ] = None,
-    beam_width: Annotated[int | None, typer.Option(help="Beam search / DVTS width M.")] = None,
-    step_delimiter: Annotated[
-        str | None, typer.Option(help="Where a reasoning step ends (step-level strategies).")
-    ] = None,
-    policy: Annotated[
-        Path | None,
-        typer.Option(help="compute-optimal: the policy ponder tune wrote (adds its line)."),
-    ] = None,
-    budget_tokens: Annotated[
-        int | None,
-        typer.Option(help="compute-optimal: the mean tokens per question to aim at.", min=1),
-    ] = None,
+    beam_width: BeamWidthOpt = None,
+    step_delimiter: StepDelimiterOpt = None,
+    policy: PolicyOpt = None,
+    budget_tokens: BudgetTokensOpt = None,
     option: OptionsOpt = None,
     live_budget: Annotated[
         list[int] | None,
@@ -138,8 +135,8 @@ def eval_(
     data_seed: Annotated[
         int, typer.Option(help="Which questions --sample picks (synthetic: which are made).")
     ] = 0,
-    max_tokens: Annotated[int, typer.Option(help="Tokens per sample.", min=1)] = 512,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.", min=0.0)] = 0.8,
+    max_tokens: MaxTokensOpt = 512,
+    temperature: TemperatureOpt = 0.8,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 1.0,
     top_logprobs: Annotated[
         int,

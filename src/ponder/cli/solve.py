@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,8 +13,15 @@ from ponder.cli.common import (
     ApiKeyOpt,
     BackendOpt,
     BaseUrlOpt,
+    BeamWidthOpt,
+    BudgetTokensOpt,
+    MaxTokensOpt,
     ModelOpt,
     OptionsOpt,
+    PolicyOpt,
+    RewardUrlOpt,
+    StepDelimiterOpt,
+    TemperatureOpt,
     TimeoutOpt,
     console,
     err_console,
@@ -47,27 +53,18 @@ def solve(
     process_scorer: Annotated[
         str | None, typer.Option(help="Process scorer for step-level search.")
     ] = None,
-    reward_url: Annotated[
-        str | None, typer.Option(help="URL of the reward model for reward-http / prm-http.")
-    ] = None,
+    reward_url: RewardUrlOpt = None,
     token_budget: Annotated[
         int | None, typer.Option(help="Most tokens the model may decode for this question.")
     ] = None,
-    max_tokens: Annotated[int, typer.Option(help="Tokens per sample.")] = 512,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.8,
+    max_tokens: MaxTokensOpt = 512,
+    temperature: TemperatureOpt = 0.8,
     seed: Annotated[int, typer.Option(help="Same seed, same result.")] = 0,
-    beam_width: Annotated[int | None, typer.Option(help="Beam search / DVTS width M.")] = None,
+    beam_width: BeamWidthOpt = None,
     particles: Annotated[int | None, typer.Option(help="Particle filtering: = -n.")] = None,
-    step_delimiter: Annotated[
-        str | None, typer.Option(help="Where a reasoning step ends (default a blank line).")
-    ] = None,
-    policy: Annotated[
-        Path | None, typer.Option(help="compute-optimal: the policy ponder tune wrote.")
-    ] = None,
-    budget_tokens: Annotated[
-        int | None,
-        typer.Option(help="compute-optimal: the mean tokens per question to aim at.", min=1),
-    ] = None,
+    step_delimiter: StepDelimiterOpt = None,
+    policy: PolicyOpt = None,
+    budget_tokens: BudgetTokensOpt = None,
     option: OptionsOpt = None,
     task: Annotated[
         str,

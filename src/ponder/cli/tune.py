@@ -17,7 +17,9 @@ from ponder.cli.common import (
     ApiKeyOpt,
     BackendOpt,
     BaseUrlOpt,
+    MaxTokensOpt,
     ModelOpt,
+    TemperatureOpt,
     TimeoutOpt,
     open_backend,
     parse_options,
@@ -62,8 +64,8 @@ def tune_(
     ] = None,
     bins: Annotated[int, typer.Option(help="Most difficulty bins.", min=1, max=6)] = 3,
     holdout: Annotated[float, typer.Option(help="Share of the questions held out.")] = 0.3,
-    max_tokens: Annotated[int, typer.Option(help="Tokens per sample.", min=1)] = 512,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.", min=0.0)] = 0.8,
+    max_tokens: MaxTokensOpt = 512,
+    temperature: TemperatureOpt = 0.8,
     seed: Annotated[int, typer.Option(help="Seed of samples, split and subsets.", min=0)] = 0,
     out: Annotated[Path, typer.Option(help="Folder for the policy and its report.")] = Path(
         "runs/tune"

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 
 from ponder import redact
 from ponder.backends.openai import check_url
 from ponder.errors import ConfigError, ScorerError
+from ponder.scorers.base import Scorer
 
 Item = TypeVar("Item")
 
@@ -68,3 +69,22 @@ class Endpoint:
             return response.json()
         except ValueError as exc:
             raise ScorerError(f"{self.where} sent an unexpected reply: {exc}") from None
+
+
+class HTTPScorer(Scorer):
+    """A scorer whose judge is a model behind an HTTP `Endpoint`."""
+
+    judges_prefix = True
+    endpoint_name: ClassVar[str] = "reward model"
+    """What the endpoint is called in errors."""
+
+    def __init__(
+        self,
+        url: str,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        batch_size: int = 32,
+    ) -> None:
+        self.endpoint = Endpoint(self.endpoint_name, url, api_key, timeout, batch_size)
+        self.model = model

@@ -34,28 +34,17 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ponder.scorers._http import Endpoint
-from ponder.scorers.base import SCORERS, Attempt, ScoreBatch, Scorer
+from ponder.scorers._http import HTTPScorer
+from ponder.scorers.base import SCORERS, Attempt, ScoreBatch
 
 
 @SCORERS.register("prm-http", aliases=("prm",))
-class PRMHTTP(Scorer):
+class PRMHTTP(HTTPScorer):
     summary = "a process reward model over HTTP: P(step on track) for every step"
     score_range = (0.0, 1.0)
     outcome = True
     process = True
-    judges_prefix = True
-
-    def __init__(
-        self,
-        url: str,
-        model: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 30.0,
-        batch_size: int = 32,
-    ) -> None:
-        self.endpoint = Endpoint("process reward model", url, api_key, timeout, batch_size)
-        self.model = model
+    endpoint_name = "process reward model"
 
     async def ascore(self, attempts: Sequence[Attempt]) -> ScoreBatch:
         items = [

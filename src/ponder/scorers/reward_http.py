@@ -28,27 +28,16 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ponder.scorers._http import Endpoint
-from ponder.scorers.base import SCORERS, Attempt, ScoreBatch, Scorer
+from ponder.scorers._http import HTTPScorer
+from ponder.scorers.base import SCORERS, Attempt, ScoreBatch
 
 
 @SCORERS.register("reward-http", aliases=("reward", "rm"))
-class RewardHTTP(Scorer):
+class RewardHTTP(HTTPScorer):
     summary = "a reward model behind an HTTP endpoint (vLLM /pooling or /classify shape)"
     score_range = (-math.inf, math.inf)
     process = True
-    judges_prefix = True
-
-    def __init__(
-        self,
-        url: str,
-        model: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 30.0,
-        batch_size: int = 32,
-    ) -> None:
-        self.endpoint = Endpoint("reward model", url, api_key, timeout, batch_size)
-        self.model = model
+    endpoint_name = "reward model"
 
     async def ascore(self, attempts: Sequence[Attempt]) -> ScoreBatch:
         texts = [f"{a.question.strip()}\n\n{a.text.strip()}" for a in attempts]
