@@ -41,9 +41,10 @@ class _Counting(Backend):
     def from_spec(cls, spec: BackendSpec) -> _Counting:
         return cls()
 
-    async def agenerate(
+    async def acontinue(
         self,
         prompt: Prompt,
+        prefixes: Sequence[str],
         params: SamplingParams = SamplingParams(),
         *,
         n: int = 1,
@@ -55,21 +56,9 @@ class _Counting(Backend):
         self.most = max(self.most, self.now)
         try:
             await asyncio.sleep(0.02)
-            return await self.inner.agenerate(prompt, params, n=n)
+            return await self.inner.acontinue(prompt, prefixes, params, n=n)
         finally:
             self.now -= 1
-
-    async def acontinue(
-        self,
-        prompt: Prompt,
-        prefixes: Sequence[str],
-        params: SamplingParams = SamplingParams(),
-        *,
-        n: int = 1,
-        on_tokens: TokenCallback | None = None,
-        watch: TokenWatch | None = None,
-    ) -> Generation:
-        raise NotImplementedError
 
     async def ascore(self, prompt: Prompt, continuation: str) -> TextScore:
         raise NotImplementedError

@@ -93,7 +93,6 @@ class Backend(ABC):
     def from_spec(cls, spec: BackendSpec) -> Backend:
         """The backend `spec` describes (what `load_backend` calls)."""
 
-    @abstractmethod
     async def agenerate(
         self,
         prompt: Prompt,
@@ -104,7 +103,9 @@ class Backend(ABC):
         watch: TokenWatch | None = None,
     ) -> Generation:
         """`n` samples of one prompt; the result has a single group. `watch` may stop a
-        sample mid-generation (backends with `capabilities.halting`; others refuse it)."""
+        sample mid-generation (backends with `capabilities.halting`; others refuse it).
+        A continuation of the empty prefix."""
+        return await self.acontinue(prompt, [""], params, n=n, on_tokens=on_tokens, watch=watch)
 
     @abstractmethod
     async def acontinue(

@@ -114,17 +114,6 @@ class EmbeddedBackend(Backend):
             return ((prompt.encode(), True),)
         return self.engine.render_chat([(m.role, m.content) for m in prompt])
 
-    async def agenerate(
-        self,
-        prompt: Prompt,
-        params: SamplingParams = SamplingParams(),
-        *,
-        n: int = 1,
-        on_tokens: TokenCallback | None = None,
-        watch: TokenWatch | None = None,
-    ) -> Generation:
-        return await self.acontinue(prompt, [""], params, n=n, on_tokens=on_tokens, watch=watch)
-
     async def acontinue(
         self,
         prompt: Prompt,

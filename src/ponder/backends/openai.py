@@ -135,17 +135,6 @@ class OpenAIBackend(Backend):
 
     # ---- the Backend interface -------------------------------------------------------------
 
-    async def agenerate(
-        self,
-        prompt: Prompt,
-        params: SamplingParams = SamplingParams(),
-        *,
-        n: int = 1,
-        on_tokens: TokenCallback | None = None,
-        watch: TokenWatch | None = None,
-    ) -> Generation:
-        return await self.acontinue(prompt, [""], params, n=n, on_tokens=on_tokens, watch=watch)
-
     async def acontinue(
         self,
         prompt: Prompt,

@@ -109,21 +109,6 @@ class ReplicaPool(Backend):
 
     # ---- the Backend interface -------------------------------------------------------------
 
-    async def agenerate(
-        self,
-        prompt: Prompt,
-        params: SamplingParams = SamplingParams(),
-        *,
-        n: int = 1,
-        on_tokens: TokenCallback | None = None,
-        watch: TokenWatch | None = None,
-    ) -> Generation:
-        guard = _Guard(watch)
-        return await self._call(
-            lambda b: b.agenerate(prompt, params, n=n, on_tokens=on_tokens, watch=guard.watch),
-            guard.unseen,
-        )
-
     async def acontinue(
         self,
         prompt: Prompt,

@@ -126,17 +126,6 @@ class ScriptedBackend(Backend):
         digest = hashlib.sha256(raw).hexdigest()[:12]
         return cls(replies, model_id=f"scripted:{Path(path).name}:{digest}")
 
-    async def agenerate(
-        self,
-        prompt: Prompt,
-        params: SamplingParams = SamplingParams(),
-        *,
-        n: int = 1,
-        on_tokens: TokenCallback | None = None,
-        watch: TokenWatch | None = None,
-    ) -> Generation:
-        return await self.acontinue(prompt, [""], params, n=n, on_tokens=on_tokens, watch=watch)
-
     async def acontinue(
         self,
         prompt: Prompt,

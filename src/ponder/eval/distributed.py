@@ -97,17 +97,6 @@ class Remote(Backend):
             f"the {self.model_id} backend runs on the Ray workers; this process makes no calls"
         )
 
-    async def agenerate(
-        self,
-        prompt: Prompt,
-        params: SamplingParams = SamplingParams(),
-        *,
-        n: int = 1,
-        on_tokens: TokenCallback | None = None,
-        watch: TokenWatch | None = None,
-    ) -> Generation:
-        raise self._refuse()
-
     async def acontinue(
         self,
         prompt: Prompt,
