@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
+from ponder.backends.base import Backend
 from ponder.backends.scripted import ScriptedBackend, ScriptedRequest
 from ponder.core import SamplingParams
 from ponder.errors import BudgetError, ConfigError
@@ -164,9 +165,7 @@ def test_the_policy_from_the_cli_and_the_server(tmp_path: Path) -> None:
     replies = tmp_path / "replies.json"
     replies.write_text(json.dumps(["The answer is 4.", "The answer is 5."]))
     # the scripted model id carries a hash of the replies: the policy names it exactly
-    from ponder.backends.scripted import ScriptedBackend as Backend
-
-    model_id = Backend.from_file(replies).model_id
+    model_id = ScriptedBackend.from_file(replies).model_id
     path = _policy(tmp_path, model=model_id)
     done = subprocess.run(
         [sys.executable, "-m", "ponder.cli", "solve", "q", "-s", "compute-optimal",
@@ -185,7 +184,7 @@ def test_the_policy_from_the_cli_and_the_server(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "needs a policy file" in missing.stderr
 
     settings = ServerSettings(strategy_options={"compute-optimal": {"policy": str(path)}})
-    with serve(create_app(Backend.from_file(replies), settings)) as url:
+    with serve(create_app(ScriptedBackend.from_file(replies), settings)) as url:
         chat = [{"role": "user", "content": "q"}]
         reply = httpx.post(url + "/v1/chat/completions", timeout=30, json={
             "model": "compute-optimal/m", "messages": chat, "ponder": {"budget_tokens": 5000,
@@ -227,3 +226,28 @@ def test_eval_with_a_policy_adds_its_line_at_the_budget_that_holds_it(tmp_path: 
     hard = [u for q, u in used.items() if "hard" in text[q]]
     assert easy == [2.0] * 6  # every probe agrees: the cheap bin
     assert all(2.0 < u <= 8.0 for u in hard)  # most probes disagree: the deep bin
+
+
+def test_tune_then_solve_on_the_real_model(embedded_backend: Backend, tmp_path: Path) -> None:
+    """End to end on the embedded model (short samples): tune draws a training bank, writes a
+    policy that names this model, and compute-optimal answers with it, spending at most the
+    policy's deepest choice."""
+    from ponder.eval.tune import TuneConfig, tune, write
+
+    sampling = SamplingParams(max_tokens=48, temperature=0.8)
+    config = TuneConfig(
+        dataset="gsm8k-train", limit=6, n=4, probe=2, sweep=(sampling,), subsets=4,
+        out=tmp_path / "tune", max_bins=2,
+    )  # fmt: skip
+    result = tune(config, embedded_backend)
+    paths = write(result, tmp_path / "tune")
+    policy = Policy.load(paths["policy"])
+    assert policy.model == embedded_backend.model_id and policy.probe == 2
+    assert "Thresholdout" in paths["html"].read_text() or "holdout" in paths["html"].read_text()
+    spec = StrategySpec(
+        "compute-optimal", options={"policy": str(paths["policy"])}, sampling=sampling
+    )
+    answer = spec.build(embedded_backend).run("What is 3 + 4?", embedded_backend)
+    deepest = max(c.k for a in policy.allocations for c in a.choices)
+    assert 2 <= answer.trace.used <= deepest
+    assert "compute-optimal: probe of 2" in answer.trace.decision
