@@ -210,6 +210,14 @@ def test_one_request_cannot_freeze_the_server_or_spend_past_its_cap() -> None:
         (["eval", "--limit", "0"], "Invalid value for '--limit'"),
         (["generate", "hi", "--seed", "-1", "--backend", "scripted", "--model", "x"], "seed"),
         (["eval", "--seed", "-1", "--backend", "scripted", "--model", "x"], "seed"),
+        (["tune", "--limt", "3"], "No such option: --limt"),
+        (["tune", "--probe", "4", "-n", "4"], "the probe must take 1 to n - 1 samples"),
+        (["bank"], "missing command"),
+        (["bank", "merge"], "Missing argument"),
+        (
+            ["eval", "--policy", "/nonexistent.json", "--backend", "scripted", "--model", "x"],
+            "cannot read the policy",
+        ),
     ],
 )
 def test_every_usage_error_is_one_line_with_exit_2(args: list[str], words: str) -> None:

@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> None:
             err_console.print("interrupted", markup=False)
             raise SystemExit(130) from None
         format_message = getattr(exc, "format_message", None)
-        _fail(format_message() if callable(format_message) else str(exc))
+        message = format_message() if callable(format_message) else str(exc)
+        # a command group called without its command has just printed its help
+        _fail(message or "missing command (its help is above)")
     if status == 130:
         err_console.print("interrupted", markup=False)
     if isinstance(status, int) and status:
