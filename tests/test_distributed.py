@@ -200,13 +200,24 @@ def _drawn(path: Path) -> set[tuple[Any, ...]]:
 def test_a_ray_run_on_the_small_model_stores_what_one_process_stores(
     ray_cluster: str, embedded_backend: Backend, tmp_path: Path
 ) -> None:
-    """The same texts and token counts (the prompt's cost may differ: the session's model
-    may hold the prompt in its cache already), so the same accuracies."""
+    """The same texts and token counts, so the same accuracies.
+
+    Both sides start from a cold model: the single process is a `ponder eval` of its own, not
+    this session's model, whose prompt cache holds prompts other tests evaluated in other
+    batches (a cached prefix rounds differently from a freshly evaluated one, so a warm model
+    draws the same distribution, not the same texts)."""
     config = EvalConfig(
         dataset="synthetic", limit=2, n=2, strategies=["self-consistency"],
         bank=tmp_path / "here.sqlite", sampling=SamplingParams(max_tokens=32),
     )  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "ponder.cli", "eval", "--dataset", "synthetic", "--limit", "2",
+         "-n", "2", "-s", "self-consistency", "--max-tokens", "32", "--model", "small",
+         "--bank", str(config.bank), "--out", str(tmp_path / "here")],
+        check=True, cwd=ROOT, capture_output=True, timeout=600,
+    )  # fmt: skip
     here = Evaluation(config).run(embedded_backend)
+    assert here.meta["generated_samples"] == 0  # a replay of what the subprocess stored
     factory = functools.partial(load_backend, "embedded", model="small")
     with RayPool(factory, workers=1, cpus=1) as pool:
         there = Evaluation(dataclasses.replace(config, bank=tmp_path / "ray.sqlite")).run(pool)
