@@ -4,13 +4,16 @@ injects faults."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 
 from ponder.backends import load_backend
-from ponder.backends.openai import OpenAIBackend
+from ponder.backends.openai import DEFAULT_TIMEOUT, OpenAIBackend
 from ponder.core import SamplingParams
 from ponder.errors import (
     BackendError,
@@ -20,6 +23,7 @@ from ponder.errors import (
     UnsupportedError,
     UpstreamError,
 )
+from ponder.strategies.spec import StrategySpec
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.llama_server import free_port, llama_server
 
@@ -70,6 +74,44 @@ def test_real_server_continuation_and_scoring(real_server: str) -> None:
     assert scored.logprob < 0 and scored.usage.calls == 1
     with pytest.raises(UnsupportedError, match="chat template"):
         backend.score(CHAT, "Hello")
+
+
+@pytest.mark.model
+def test_a_server_that_ignores_n_costs_no_extra_sample(
+    real_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama-cpp-python's server reads no `n` and answers one choice, drawn with the call's
+    seed: sample 0. The backend keeps it and asks for the other samples only, so finding out
+    costs nothing (it used to throw that sample away: one more completion decoded per group),
+    the first call draws what later calls draw, and self-consistency asks for no logprobs,
+    which that server would pay for with a full-vocabulary sort per token."""
+    sent: list[dict[str, Any]] = []
+    send = httpx.AsyncClient.send
+
+    async def recording(self: httpx.AsyncClient, request: httpx.Request, **kw: Any) -> Any:
+        sent.append(json.loads(request.content))
+        return await send(self, request, **kw)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", recording)
+    backend = load_backend("openai", base_url=real_server, model="small")
+    assert isinstance(backend, OpenAIBackend) and backend.timeout == DEFAULT_TIMEOUT >= 600
+    params = SamplingParams(max_tokens=6, temperature=0.8, seed=11)
+    first = backend.generate(CHAT, params, n=3)
+    assert len(sent) == 3 and sent[0]["n"] == 3
+    assert sorted(body["seed"] for body in sent) == [11, 12, 13]
+    assert len(first.completions) == 3 and first.usage.calls == 3
+    assert first.usage.completion_tokens == sum(c.num_tokens for c in first.completions) > 0
+    sent.clear()
+    again = backend.generate(CHAT, params, n=3)
+    assert len(sent) == 3 and all("n" not in body for body in sent)
+    assert [c.text for c in again.completions] == [c.text for c in first.completions]
+    sent.clear()
+    strategy = StrategySpec(
+        "self-consistency", samples=2, sampling=SamplingParams(max_tokens=6, temperature=0.8)
+    ).build(backend)
+    result = strategy.run("What is 2 + 3?", backend)
+    assert len(result.candidates) == 2 and len(sent) == 2
+    assert not any("logprobs" in body or "top_logprobs" in body for body in sent)
 
 
 def test_n_in_one_request_and_parallel_fallback(fake: FakeOpenAI) -> None:

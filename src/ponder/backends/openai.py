@@ -3,6 +3,8 @@
 * Chat prompts go to `/chat/completions`, raw text to `/completions`.
 * `n` samples: one request with `n` when the server honours it; a server that rejects `n`
   or returns fewer choices is remembered and gets `n` parallel requests (seed + i each).
+  The choices such a server did return are kept (they are the first samples, drawn with
+  the first seeds), so finding out costs no sample.
 * Seeds: prefix j of a multi-prefix call is sent with seed + j * n (and its parallel
   requests with seed + j * n + i), so on a server that honours seeds (vLLM) copies of one
   partial solution still grow apart.
@@ -11,6 +13,8 @@
   `continue_final_message`; servers without it may start a new turn instead.
 * Scoring (`ascore`) uses `/completions` with `echo` + `logprobs` on raw-text prompts; chat
   prompts, and servers that do not echo logprobs, raise `UnsupportedError`.
+* Timeout: how long a request may wait for its reply, its time in the server's queue
+  included (`DEFAULT_TIMEOUT`, 600 s).
 * Retries: 429, 5xx, malformed replies, dropped connections and timeouts are retried up to
   `max_retries` times with exponential backoff and full jitter (honouring `Retry-After`, at
   most `MAX_BACKOFF` seconds); other 4xx errors are raised at once with the server's message.
@@ -59,6 +63,12 @@ from ponder.errors import (
 from ponder.usage import Usage
 
 MAX_BACKOFF = 10.0
+DEFAULT_TIMEOUT = 600.0
+"""Seconds a request may wait for its reply (the OpenAI SDK's default). The reply comes when
+the whole completion is done, and a server that works one request at a time
+(llama-cpp-python's, Ollama) keeps the other requests of a group waiting behind it: at 60 s,
+eight 400-token samples on two CPU cores timed out in its queue and were sent again, so the
+server decoded some twice, and after the retries the call failed."""
 _N_REJECTED = re.compile(r"\bn\b|\bbest_of\b|multiple (choices|completions)", re.IGNORECASE)
 """How servers that cannot sample n > 1 in one request say so."""
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -72,7 +82,7 @@ class OpenAIBackend(Backend):
         model: str | None = None,
         *,
         api_key: str | None = None,
-        timeout: float = 60.0,
+        timeout: float = DEFAULT_TIMEOUT,
         max_concurrency: int = 8,
         max_retries: int = 4,
         backoff: float = 0.5,
@@ -116,7 +126,7 @@ class OpenAIBackend(Backend):
             spec.base_url,
             spec.model,
             api_key=spec.api_key or os.environ.get("OPENAI_API_KEY"),
-            timeout=spec.timeout or 60.0,
+            timeout=spec.timeout or DEFAULT_TIMEOUT,
             max_concurrency=spec.max_concurrency or 8,
             parameters=spec.parameters,
         )
@@ -228,6 +238,8 @@ class OpenAIBackend(Backend):
         n: int,
         on_tokens: TokenCallback | None,
     ) -> _Group:
+        kept = _Group()
+        kept.calls = 0
         if n > 1 and self._supports_n is not False:
             try:
                 group = await self._request(prompt, prefix, params, n)
@@ -241,11 +253,16 @@ class OpenAIBackend(Backend):
                     _report(on_tokens, group)
                     return group
                 self._supports_n = False
+                # A server that ignores `n` (llama-cpp-python's) still drew a sample, with
+                # the call's seed: it is sample 0 of the group, the one a single request
+                # would draw, so keep it and ask only for the rest.
+                kept = _Group(group[:n])
+                kept.calls = group.calls
         singles = await asyncio.gather(
-            *(self._request(prompt, prefix, _with_seed(params, i), 1) for i in range(n))
+            *(self._request(prompt, prefix, _with_seed(params, i), 1) for i in range(len(kept), n))
         )
-        group = _Group(c for s in singles for c in s)
-        group.calls = sum(s.calls for s in singles)
+        group = _Group([*kept, *(c for s in singles for c in s)])
+        group.calls = kept.calls + sum(s.calls for s in singles)
         _report(on_tokens, group)
         return group
 

@@ -57,7 +57,12 @@ ApiKeyOpt = Annotated[
     ),
 ]
 TimeoutOpt = Annotated[
-    float | None, typer.Option("--timeout", help="Seconds per HTTP request.", min=0.1)
+    float | None,
+    typer.Option(
+        "--timeout",
+        help="Seconds an HTTP request may wait for its reply (queue included; default 600).",
+        min=0.1,
+    ),
 ]
 OptionsOpt = Annotated[
     list[str] | None,

@@ -38,7 +38,10 @@ def serve(
         ),
     ] = None,
     upstream_timeout: Annotated[
-        float | None, typer.Option(min=0.1, help="Seconds per upstream HTTP request.")
+        float | None,
+        typer.Option(
+            min=0.1, help="Seconds an upstream request may wait for its reply (default 600)."
+        ),
     ] = None,
     host: Annotated[str, typer.Option(help="Interface; loopback unless told.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
