@@ -1,7 +1,7 @@
 """Compute-optimal allocation: tune on gsm8k-train, evaluate once on GSM8K test.
 
     python benchmarks/bench_allocation.py --train-questions 100 --questions 100 \\
-        [--train-bank runs/train/bank.sqlite] [--bank runs/gsm100/bank.sqlite]
+        [--train-bank runs/train/bank.sqlite --train-n 8 --probe 2] [--bank runs/gsm100/bank.sqlite]
 
 1. `ponder tune` on the first `--train-questions` of gsm8k-train (N = 16, small model):
    a policy of per-difficulty-bin choices for a few target budgets (reusable holdout inside).
@@ -71,14 +71,17 @@ def main() -> None:
     parser.add_argument("--train-bank", type=Path)
     parser.add_argument("--bank", type=Path)
     parser.add_argument("--model", default="small")
-    parser.add_argument("-n", type=int, default=16)
+    parser.add_argument("-n", type=int, default=16, help="samples per test question")
+    parser.add_argument("--train-n", type=int, default=16, help="samples per training question")
+    parser.add_argument("--probe", type=int, default=4, help="samples of the difficulty probe")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-allocation-"))
     sampling = SamplingParams(max_tokens=512, temperature=0.8)
     with load_backend("embedded", model=args.model) as backend:
         tuned = tune(
-            TuneConfig(dataset="gsm8k-train", limit=args.train_questions, n=args.n,
-                       sweep=(sampling,), out=work / "tune", bank=args.train_bank),
+            TuneConfig(dataset="gsm8k-train", limit=args.train_questions, n=args.train_n,
+                       probe=args.probe, sweep=(sampling,), out=work / "tune",
+                       bank=args.train_bank),
             backend,
         )  # fmt: skip
         paths = write(tuned, work / "tune")
