@@ -6,7 +6,8 @@
 1. `ponder tune` on the first `--train-questions` of gsm8k-train (N = 16, small model):
    a policy of per-difficulty-bin choices for a few target budgets (reusable holdout inside).
 2. Once on the first `--questions` GSM8K test questions, replayed from a bank of N = 16: the
-   policy (compute-optimal, the largest target), and every fixed strategy at k = 1 .. 16.
+   policy (compute-optimal at `--budget-tokens`, by default its largest target), and every
+   fixed strategy at k = 1 .. 16.
 3. At the policy's mean tokens: its accuracy against the best fixed strategy there (the
    fixed configuration of the nearest cost, paired sign-flip test), and the tokens the best
    fixed strategy needs to reach the policy's accuracy (interpolated on log tokens).
@@ -74,6 +75,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=16, help="samples per test question")
     parser.add_argument("--train-n", type=int, default=16, help="samples per training question")
     parser.add_argument("--probe", type=int, default=4, help="samples of the difficulty probe")
+    parser.add_argument(
+        "--budget-tokens", type=int, help="the policy's target (default: its largest)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-allocation-"))
     sampling = SamplingParams(max_tokens=512, temperature=0.8)
@@ -92,7 +96,8 @@ def main() -> None:
                 n=args.n,
                 strategies=["compute-optimal", *FIXED],
                 scorers=["mean-logprob"],
-                options={"policy": str(paths["policy"])},
+                options={"policy": str(paths["policy"])}
+                | ({"budget_tokens": args.budget_tokens} if args.budget_tokens else {}),
                 sampling=sampling,
                 top_logprobs=20,
                 bank=args.bank or work / "test.sqlite",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import threading
@@ -275,3 +276,24 @@ def test_sampling_asks_for_logprobs_the_scorer_reads() -> None:
     plan.run("q", backend)
     params: SamplingParams = backend.requests[0].params
     assert params.logprobs and params.top_logprobs >= 5
+
+
+def test_the_arithmetic_checkers_probability_is_its_measured_odds() -> None:
+    """A confirmed path weighs CONFIRMED_ODDS times an unchecked one in particle filtering (not
+    10^6 times, as clipping a score of 1 at 1e-6 gave), a refuted one REFUTED_ODDS times."""
+    from ponder.scorers.arithmetic import CONFIRMED_ODDS, REFUTED_ODDS, ArithmeticChecker
+    from ponder.strategies.particle_filtering import resampling_weights
+
+    def odds(p: float) -> float:
+        return p / (1.0 - p)
+
+    p = ArithmeticChecker.probability
+    assert odds(p(1.0)) == pytest.approx(CONFIRMED_ODDS)
+    assert p(0.5) == pytest.approx(0.5)
+    assert odds(p(0.0)) == pytest.approx(REFUTED_ODDS)
+    shares = [i / 8 for i in range(9)]
+    assert all(p(a) < p(b) for a, b in itertools.pairwise(shares))
+    assert math.isnan(p(math.nan))
+    confirmed, unchecked, refuted = resampling_weights([p(1.0), p(0.5), p(0.0)], 1.0)
+    assert confirmed / unchecked == pytest.approx(CONFIRMED_ODDS)
+    assert refuted / unchecked == pytest.approx(REFUTED_ODDS)

@@ -30,6 +30,7 @@ from ponder.core import SamplingParams
 from ponder.errors import BudgetError, ConfigError, ScorerError
 from ponder.result import Result
 from ponder.scorers import Attempt, ScoreBatch, Scorer, build_scorer
+from ponder.scorers.arithmetic import ArithmeticChecker
 from ponder.strategies import STRATEGIES, Kind
 from ponder.strategies.particle_filtering import resampling_weights
 from ponder.strategies.steps import Delimiter
@@ -564,8 +565,10 @@ def test_a_closing_step_without_claims_keeps_the_evidence_of_its_path(name: str)
     result = plan.run("What is 3 + 4?", backend)
     assert result.answer == "7", result.trace.decision
     finished = [n for n in result.trace.nodes if n.status == "finished"]
-    assert {n.score for n in finished if "7" in n.step} == {1.0}
-    assert all(n.score == 0.0 for n in finished if "8" in n.step)
+    # the path's probability is its checked step's: the claim-free closing step changed nothing
+    confirmed, refuted = ArithmeticChecker.probability(1.0), ArithmeticChecker.probability(0.0)
+    assert {n.score for n in finished if "7" in n.step} == {confirmed}
+    assert all(n.score == refuted for n in finished if "8" in n.step)
 
 
 def test_prefix_judging_scorers_aggregate_by_last() -> None:

@@ -35,12 +35,22 @@ Score in [0, 1]: the fraction of claims that hold. A step with no claim scores 0
 between a right and a wrong calculation keeps prose steps alive in a search. As a process
 scorer it judges the last step of the attempt; as an outcome scorer, the whole answer.
 
+Probability. A score of 1 is not a certainty that the solution ends right: a confirmed
+calculation can still answer the wrong question. `probability` maps the score to odds against
+an unchecked path measured on gsm8k-train (`benchmarks/bench_particle_clip.py`, 40 questions x
+8 samples of the small model, 2,106 prefixes): a path whose checked steps all hold ended right
+1.82 times as often as one with nothing checked, a path with a refuted step 0.17 times as
+often. So 1 -> odds 1.8 (p = 0.64), 0.5 -> odds 1 (p = 0.5), 0 -> odds 0.17 (p = 0.15),
+log-odds linear in between. Particle filtering weighs particles by these odds, so a confirmed
+particle is drawn 1.8 times as often as an unchecked one, not 10^6 times.
+
 The reading is linear in the text: one tokenizing pass, a bounded look-ahead per word, and
 parts of at most `_MAX_PART_TOKENS` tokens.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,6 +60,10 @@ from typing import Literal
 from ponder.scorers.base import SCORERS, Attempt, ScoreBatch, Scorer
 
 NEUTRAL = 0.5
+CONFIRMED_ODDS = 1.8
+"""P(right | every checked step holds) / P(right | nothing checked), measured on gsm8k-train."""
+REFUTED_ODDS = 0.17
+"""P(right | a checked step fails) / P(right | nothing checked), measured on gsm8k-train."""
 
 _MAX_EXPONENT = 64
 _MAX_DIGITS = 40
@@ -694,6 +708,18 @@ class ArithmeticChecker(Scorer):
     score_range = (0.0, 1.0)
     outcome = True
     process = True
+
+    @classmethod
+    def probability(cls, score: float) -> float:
+        """The share of claims that hold as a probability, calibrated (see the module)."""
+        if math.isnan(score):
+            return math.nan
+        share = min(max(score, 0.0), 1.0)
+        if share >= NEUTRAL:
+            log_odds = (share - NEUTRAL) / (1.0 - NEUTRAL) * math.log(CONFIRMED_ODDS)
+        else:
+            log_odds = (NEUTRAL - share) / NEUTRAL * math.log(REFUTED_ODDS)
+        return 1.0 / (1.0 + math.exp(-log_odds))
 
     async def ascore(self, attempts: Sequence[Attempt]) -> ScoreBatch:
         found = [claims(a.steps[-1] if a.steps else "") for a in attempts]
