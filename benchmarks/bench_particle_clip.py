@@ -2,12 +2,14 @@
 
     python benchmarks/bench_particle_clip.py --bank runs/train/bank.sqlite [--dataset gsm8k-train]
 
-Particle filtering resamples particles by softmax(logit(path score) / T): at T = 1 a particle
-weighs its score's odds. The arithmetic checker gives exactly 1 to a step whose claims all
-hold and 0 to one whose claims all fail, whose odds are infinite, so the scores are clipped
-to [c, 1 - c] and a confirmed path weighs (1 - c) / c times a path with nothing checked
-(score 0.5, odds 1). The clip is therefore a statement of how much more likely a confirmed
-path is to end right than an unchecked one.
+Particle filtering resamples particles by softmax(logit(path probability) / T): at T = 1 a
+particle weighs its probability's odds. The arithmetic checker scores 1 a step whose claims
+all hold and 0 one whose claims all fail, whose odds are infinite; its `probability` turns the
+score into odds against a path with nothing checked (odds 1), and those odds are what this
+measures: how much more (or less) likely a confirmed (refuted) path is to end right than an
+unchecked one. `ponder.scorers.arithmetic.CONFIRMED_ODDS` and `REFUTED_ODDS` are set from it.
+The symmetric clip c with (1 - c) / c equal to the confirmed ratio is printed too (a single
+clip cannot also match the refuted side).
 
 This measures that on stored samples of a training split (drawn by `ponder eval` or
 `ponder tune`; no model runs here): every prefix of every sample, cut into steps at the
