@@ -8,6 +8,7 @@ type, no command at all). Ctrl-C stops the work and exits 130. Nothing imports t
 from __future__ import annotations
 
 import re
+import signal
 import sys
 
 import typer
@@ -51,8 +52,16 @@ def _fail(message: str, status: int = 2) -> None:
     raise SystemExit(status)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    # asyncio.run answers a first Ctrl-C with Python's default handler by cancelling its main
+    # task and waiting for it to end, and a long evaluation could go on decoding after that;
+    # a handler of ponder's own raises at once wherever the main thread is
+    signal.signal(signal.SIGINT, _interrupt)
     if not args:
         _fail(f"no command given; commands: {', '.join(COMMANDS)} (ponder --help tells more)")
     try:
