@@ -231,7 +231,12 @@ def _interrupt(args: list[str], after: float) -> tuple[subprocess.CompletedProce
     time.sleep(after)
     child.send_signal(signal.SIGINT)
     sent = time.monotonic()
-    out, err = child.communicate(timeout=120)
+    try:
+        out, err = child.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        child.kill()  # a run that ignored Ctrl-C must not go on decoding beside later tests
+        child.communicate()
+        raise
     stopped = time.monotonic() - sent
     return subprocess.CompletedProcess(args, child.returncode, out, err), stopped
 
