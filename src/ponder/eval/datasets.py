@@ -27,7 +27,7 @@ import importlib.resources
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,12 +164,8 @@ def _select_code(
     name: str, rows: list[tuple[int, dict[str, Any]]], skipped: list[str], pick: Pick
 ) -> Dataset:
     """Code questions: the prompt, and the tests as the gold answer (see the docstring)."""
-    if not rows:
-        raise DataError(f"dataset {name} has no questions (every line is empty or was skipped)")
-    chosen, selection = pick.rows(name, rows)
-    questions = []
-    seen: dict[str, int] = {}
-    for line, row in chosen:
+
+    def read(line: int, row: dict[str, Any]) -> Question:
         where = f"{name}:{line}"
         prompt, tests = row.get("prompt"), row.get("test", row.get("tests"))
         if isinstance(tests, list) and all(isinstance(t, str) for t in tests):
@@ -191,11 +187,9 @@ def _select_code(
         solution = row.get("canonical_solution")
         solution = prompt + solution if isinstance(solution, str) else ""
         ident = str(row.get("task_id", row.get("id", f"{name}-{line}")))
-        if ident in seen:
-            raise DataError(f"{where} repeats the id {ident!r} of line {seen[ident]}")
-        seen[ident] = line
-        questions.append(Question(ident, prompt, tests, solution))
-    return Dataset(name, tuple(questions), tuple(skipped), selection, task=CODE_TASK)
+        return Question(ident, prompt, tests, solution)
+
+    return _dataset(name, rows, skipped, pick, read, task=CODE_TASK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,12 +226,7 @@ def _select(
     hashes: bool,
     pick: Pick,
 ) -> Dataset:
-    if not rows:
-        raise DataError(f"dataset {name} has no questions (every line is empty or was skipped)")
-    chosen, selection = pick.rows(name, rows)
-    questions = []
-    seen: dict[str, int] = {}
-    for line, row in chosen:
+    def read(line: int, row: dict[str, Any]) -> Question:
         for wanted, flag in zip(fields, ("--question-field", "--answer-field"), strict=True):
             if wanted not in row:
                 raise DataError(
@@ -263,13 +252,35 @@ def _select(
         if hashes or "####" in answer:
             answer = answer.split("####")[-1].strip()
         ident = str(row.get("id", row.get("unique_id", f"{name}-{line}")))
-        if ident in seen:
+        return Question(ident, text, answer, solution)
+
+    return _dataset(name, rows, skipped, pick, read)
+
+
+def _dataset(
+    name: str,
+    rows: list[tuple[int, dict[str, Any]]],
+    skipped: list[str],
+    pick: Pick,
+    read: Callable[[int, dict[str, Any]], Question],
+    task: str | None = None,
+) -> Dataset:
+    """The picked rows as questions (`read` turns one into a question), ids unique."""
+    if not rows:
+        raise DataError(f"dataset {name} has no questions (every line is empty or was skipped)")
+    chosen, selection = pick.rows(name, rows)
+    questions = []
+    seen: dict[str, int] = {}
+    for line, row in chosen:
+        question = read(line, row)
+        if question.id in seen:
             raise DataError(
-                f"{name}:{line} repeats the id {ident!r} of line {seen[ident]}; ids must be unique"
+                f"{name}:{line} repeats the id {question.id!r} of line {seen[question.id]}; "
+                "ids must be unique"
             )
-        seen[ident] = line
-        questions.append(Question(ident, text, answer, solution))
-    return Dataset(name, tuple(questions), tuple(skipped), selection)
+        seen[question.id] = line
+        questions.append(question)
+    return Dataset(name, tuple(questions), tuple(skipped), selection, task=task)
 
 
 def _read(
